@@ -214,11 +214,10 @@ def config_show(ctx, home):
 
 
 def local_services(realm: Realm) -> list:
-    from sentinels.guardian import Service
+    from sentinels.guardian import realm_service
 
     names = cli.list_commands(click.Context(cli))
-    wanted = [("arena", ["arena"]), ("tavern", ["tavern"])]
-    return [Service(n, args) for n, args in wanted if n in names]
+    return [realm_service(n, realm.home.root) for n in ("arena", "tavern") if n in names]
 
 
 @cli.command()

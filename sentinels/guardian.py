@@ -28,7 +28,7 @@ REALM_PY = Path(__file__).resolve().parent.parent / "realm.py"
 @dataclass
 class Service:
     name: str
-    args: list[str]
+    argv: list[str]
     proc: subprocess.Popen | None = None
     backoff: float = 1.0
     started_at: float = 0.0
@@ -43,13 +43,12 @@ class Guardian:
         self.stop_event = stop or threading.Event()
 
     def _spawn(self, svc: Service) -> None:
-        argv = [sys.executable, str(REALM_PY), *svc.args, "--home", str(self.home)]
         log_path = self.home / "logs" / f"{svc.name}.out"
         out = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        svc.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.home)
+        svc.proc = subprocess.Popen(svc.argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.home)
         out.close()
         svc.started_at = time.monotonic()
-        log.info("started %s (pid %s): %s", svc.name, svc.proc.pid, " ".join(svc.args))
+        log.info("started %s (pid %s): %s", svc.name, svc.proc.pid, " ".join(svc.argv))
 
     def run(self) -> None:
         with InstanceLock(self.home / "run", "guardian"):
@@ -94,6 +93,11 @@ class Guardian:
                 svc.proc.kill()
                 svc.proc.wait()
         log.info("all services stopped")
+
+
+def realm_service(name: str, home: Path, *args: str) -> Service:
+    """A service that runs `realm NAME ... --home HOME` with this interpreter."""
+    return Service(name, [sys.executable, str(REALM_PY), name, *args, "--home", str(home)])
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

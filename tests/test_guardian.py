@@ -1,0 +1,61 @@
+"""The guardian restarts a crashed service with backoff and stops children on request."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from sentinels.guardian import Guardian, Service
+from sentinels.locks import AlreadyRunning, InstanceLock, is_held
+from tests.conftest import run_realm
+
+
+def test_crashing_service_is_restarted_with_backoff(realm):
+    marker = realm.home.root / "starts.txt"
+    crash = Service(
+        "crasher", [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x'); raise SystemExit(3)"]
+    )
+    stay = Service("sleeper", [sys.executable, "-c", "import time; time.sleep(600)"])
+    stop = threading.Event()
+    g = Guardian(realm.home.root, [crash, stay], stop)
+    t = threading.Thread(target=g.run)
+    t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(marker.read_text() if marker.exists() else "") < 3:
+            time.sleep(0.1)
+        assert len(marker.read_text()) >= 3  # started, crashed, restarted at least twice
+        assert crash.restarts >= 2
+        assert crash.backoff >= 4.0  # 1 s, then 2 s, then 4 s: doubling
+        assert is_held(realm.home.run, "guardian")
+        assert stay.proc is not None and stay.proc.poll() is None
+    finally:
+        stop.set()
+        t.join(30)
+    assert not t.is_alive()
+    assert stay.proc.poll() is not None  # SIGTERM passed on to the child
+    assert not is_held(realm.home.run, "guardian")
+
+
+def test_instance_lock_refuses_second_holder(realm):
+    with InstanceLock(realm.home.run, "arena"):
+        try:
+            InstanceLock(realm.home.run, "arena").acquire()
+        except AlreadyRunning as exc:
+            assert "arena already runs" in str(exc)
+        else:
+            raise AssertionError("a second lock holder was allowed")
+    assert not is_held(realm.home.run, "arena")
+
+
+def test_up_and_down_round_trip(home):
+    up = run_realm("up", home=home, check=True, timeout=60)
+    assert "the realm is up" in up.stdout
+    again = run_realm("up", home=home, check=True, timeout=60)
+    assert "already up" in again.stdout
+    st = run_realm("status", "--json", home=home, check=True)
+    assert '"guardian": true' in st.stdout
+    down = run_realm("down", home=home, check=True, timeout=180)
+    assert "the realm is down" in down.stdout
+    assert "not running" in run_realm("down", home=home, check=True).stdout
