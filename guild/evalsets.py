@@ -1,0 +1,109 @@
+"""Static eval sets: generated once per skill, level and generator version into the realm home.
+
+Layout (the contract with intake, which quarantines every prompt found here):
+    <home>/evalsets/<skill>/v<generator_version>/level-<NN>.jsonl
+one JSON object per line: {"skill", "level", "prompt", "expected", "key"}. Each set comes from the
+fixed EVAL_SEED, so every realm gets byte-identical files; a new generator version gets a new folder
+and the old one stays (old evals remain readable and quarantined).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from guild.client import open_skill
+from guild.generators import norm_prompt
+from guild.skills import SkillSpec, load_skill
+from sentinels.config import REPO_ROOT, GuildConfig
+
+log = logging.getLogger(__name__)
+
+
+def skills_dir(cfg: GuildConfig) -> Path:
+    d = Path(cfg.skills_dir)
+    return d if d.is_absolute() else REPO_ROOT / d
+
+
+def eval_size(spec: SkillSpec, cfg: GuildConfig) -> int:
+    return spec.eval_size or cfg.eval_size
+
+
+def eval_path(home_root: Path, spec: SkillSpec, level: int) -> Path:
+    return Path(home_root) / "evalsets" / spec.id / f"v{spec.generator_version}" / f"level-{level:02d}.jsonl"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # readers (intake) never see half a file
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _ensure_level(home_root: Path, spec: SkillSpec, level: int, n: int, client=None):
+    """Write one level's file when missing or smaller than n; returns the client it opened (or None)."""
+    path = eval_path(home_root, spec, level)
+    if path.is_file() and len(_read(path)) >= n:
+        return client
+    client = client or open_skill(spec)
+    rows = [
+        {
+            "skill": spec.id,
+            "level": level,
+            "prompt": it["prompt"],
+            "expected": it["expected"],
+            "key": it.get("key"),
+        }
+        for it in client.eval_items(level, n)
+    ]
+    # Same seed, so a larger set starts with the smaller one's items: earlier evals stay comparable.
+    _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    log.info("wrote eval set %s (%d items)", path, len(rows))
+    return client
+
+
+def ensure_skill_eval_sets(home_root: Path, spec: SkillSpec, n: int) -> list[Path]:
+    """Write missing (or too small) level files for one skill; existing full files are kept."""
+    client = None
+    for level in range(1, spec.max_level + 1):
+        client = _ensure_level(Path(home_root), spec, level, n, client)
+    return [eval_path(home_root, spec, level) for level in range(1, spec.max_level + 1)]
+
+
+def ensure_eval_sets(home_root: Path, cfg: GuildConfig) -> list[Path]:
+    """Every active skill's eval sets exist in the home; idempotent. Returns all level files."""
+    out: list[Path] = []
+    for skill_id in cfg.skills:
+        spec = load_skill(skill_id, skills_dir(cfg))
+        out += ensure_skill_eval_sets(Path(home_root), spec, eval_size(spec, cfg))
+    return out
+
+
+def load_eval_set(
+    home_root: Path, skill_id: str, level: int, cfg: GuildConfig | None = None
+) -> list[dict[str, Any]]:
+    """The eval items of one level (current generator version); generated first if missing."""
+    cfg = cfg or GuildConfig()
+    spec = load_skill(skill_id, skills_dir(cfg))
+    if not 1 <= level <= spec.max_level:
+        raise ValueError(f"level {level} is outside 1..{spec.max_level} for skill {skill_id!r}")
+    _ensure_level(Path(home_root), spec, level, eval_size(spec, cfg))
+    return _read(eval_path(home_root, spec, level))[: eval_size(spec, cfg)]
+
+
+def quarantine_set(home_root: Path, skill_id: str) -> set[str]:
+    """Keys and normalised prompts of every eval item of a skill (all versions): training excludes them."""
+    out: set[str] = set()
+    for path in (Path(home_root) / "evalsets" / skill_id).glob("v*/level-*.jsonl"):
+        for row in _read(path):
+            out.add(norm_prompt(row["prompt"]))
+            if row.get("key"):
+                out.add(row["key"])
+    return out

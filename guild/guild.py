@@ -1,0 +1,297 @@
+"""The Guild: the one object the trainer and daemon talk to.
+
+guild = Guild.from_realm(realm)          # or Guild(home_root, store, events, config)
+guild.ensure_eval_sets()                 # at start (idempotent)
+guild.evaluate(generate, step)           # every training.eval_every steps; generate: prompts -> responses
+guild.check_progress(step, completed_quests, uptime_s=None)   # after each battle / periodically
+guild.write_idle_quest(realm.home.inbox) # when the queue is empty and guild.auto_generate
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from guild import evalsets, planner, progression
+from guild.client import EVAL_SEED, SkillClient, open_skill
+from guild.skills import SkillSpec, load_skill
+from sentinels.config import RealmConfig
+from vault.events import EventLog
+from vault.store import Store
+
+log = logging.getLogger(__name__)
+QUEST_SEQ = "guild.quest_seq"
+
+
+class Guild:
+    def __init__(self, home_root: Path, store: Store, events: EventLog, config: RealmConfig):
+        self.home_root = Path(home_root)
+        self.store = store
+        self.events = events
+        self.config = config
+        self.cfg = config.guild
+        if not 0.0 <= self.cfg.review_share < 1.0:
+            raise ValueError(f"guild.review_share must be in [0, 1), got {self.cfg.review_share}")
+
+    @classmethod
+    def from_realm(cls, realm: Any) -> Guild:
+        return cls(realm.home.root, realm.store, realm.events, realm.config)
+
+    # --- skills ----------------------------------------------------------------------------------
+    @cached_property
+    def specs(self) -> dict[str, SkillSpec]:
+        return {s: load_skill(s, evalsets.skills_dir(self.cfg)) for s in self.cfg.skills}
+
+    @cached_property
+    def _clients(self) -> dict[str, SkillClient]:
+        return {}
+
+    def client(self, skill_id: str) -> SkillClient:
+        if skill_id not in self._clients:
+            self._clients[skill_id] = open_skill(self.specs[skill_id])
+        return self._clients[skill_id]
+
+    def threshold(self, skill_id: str) -> float:
+        own = self.specs[skill_id].pass_threshold
+        return own if own is not None else self.cfg.level_up_threshold
+
+    def skill_state(self, skill_id: str) -> dict[str, Any]:
+        spec = self.specs[skill_id]
+        row = progression.skill_row(self.store, skill_id)
+        mastered = int(row["mastered_level"])
+        training = min(mastered + 1, spec.max_level)
+        return {
+            "skill": skill_id,
+            "name": spec.name,
+            "icon": spec.icon,
+            "color": spec.color,
+            "mastered_level": mastered,
+            "training_level": training,
+            "max_level": spec.max_level,
+            "xp": int(row["xp"]),
+            "recent_accuracy": progression.recent_accuracies(
+                self.store, skill_id, training, self.cfg.level_up_window
+            ),
+        }
+
+    def skills_status(self) -> list[dict[str, Any]]:
+        return [self.skill_state(s) for s in self.cfg.skills]
+
+    def ensure_eval_sets(self) -> list[Path]:
+        return evalsets.ensure_eval_sets(self.home_root, self.cfg)
+
+    def eval_set(self, skill_id: str, level: int) -> list[dict[str, Any]]:
+        return evalsets.load_eval_set(self.home_root, skill_id, level, self.cfg)
+
+    # --- evals and progression ---------------------------------------------------------------------
+    def evaluate(self, generate: Callable[[list[str]], list[str]], step: int) -> list[dict[str, Any]]:
+        """Eval every active skill at its training level, store rows, emit events, apply progression."""
+        results = []
+        for skill_id in self.cfg.skills:
+            level = self.skill_state(skill_id)["training_level"]
+            items = self.eval_set(skill_id, level)
+            t0 = time.perf_counter()
+            responses = generate([it["prompt"] for it in items])
+            if len(responses) != len(items):
+                raise ValueError(f"generate returned {len(responses)} responses for {len(items)} prompts")
+            client = self.client(skill_id)
+            scored = [
+                {
+                    "prompt": it["prompt"],
+                    "expected": it["expected"],
+                    "answer": resp,
+                    "correct": client.score(it["prompt"], it["expected"], resp),
+                }
+                for it, resp in zip(items, responses, strict=True)
+            ]
+            results.append(self.record_eval(skill_id, level, scored, step, time.perf_counter() - t0))
+        return results
+
+    def record_eval(
+        self, skill_id: str, level: int, scored: list[dict[str, Any]], step: int, seconds: float
+    ) -> dict[str, Any]:
+        n = len(scored)
+        correct = sum(1 for s in scored if s["correct"])
+        accuracy = correct / n if n else 0.0
+        with self.store.tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO evals(ts, step, skill, level, n, correct, accuracy, seconds, items)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    step,
+                    skill_id,
+                    level,
+                    n,
+                    correct,
+                    accuracy,
+                    seconds,
+                    json.dumps(scored, ensure_ascii=False),
+                ),
+            )
+            eval_id = int(cur.lastrowid)
+            conn.execute("UPDATE skills SET xp = xp + ? WHERE id = ?", (correct * level, skill_id))
+        row = {
+            "id": eval_id,
+            "skill": skill_id,
+            "level": level,
+            "n": n,
+            "correct": correct,
+            "accuracy": accuracy,
+            "step": step,
+            "seconds": round(seconds, 4),
+        }
+        self.events.emit("eval.done", **{k: v for k, v in row.items() if k != "id"})
+        planner.record_outcome(
+            self.store, skill_id, {"eval_id": eval_id, "level": level, "accuracy": accuracy, "step": step}
+        )
+        if n and correct == n:
+            progression.unlock(
+                self.store, self.events, "first_perfect", skill=skill_id, level=level, step=step
+            )
+        row["leveled_up"] = self.apply_progression(skill_id, step)
+        return row
+
+    def apply_progression(self, skill_id: str, step: int) -> bool:
+        st = self.skill_state(skill_id)
+        if st["mastered_level"] >= st["max_level"]:
+            return False
+        if not progression.should_level_up(
+            st["recent_accuracy"], self.cfg.level_up_window, self.threshold(skill_id)
+        ):
+            return False
+        new = st["mastered_level"] + 1
+        with self.store.tx() as conn:
+            conn.execute(
+                "UPDATE skills SET mastered_level = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')"
+                " WHERE id = ? AND mastered_level = ?",
+                (new, skill_id, new - 1),
+            )
+        log.info("skill %s mastered level %d at step %d", skill_id, new, step)
+        self.events.emit("skill.level_up", skill=skill_id, level=new, step=step)
+        progression.unlock(self.store, self.events, "first_level_up", skill=skill_id, step=step)
+        if new >= 5:
+            progression.unlock(self.store, self.events, "skill_level_5", skill=skill_id, step=step)
+        if new >= 10:
+            progression.unlock(self.store, self.events, "skill_level_10", skill=skill_id, step=step)
+        if all(self.skill_state(s)["mastered_level"] >= 1 for s in self.cfg.skills):
+            progression.unlock(self.store, self.events, "all_skills", step=step)
+        return True
+
+    def check_progress(self, step: int, completed_quests: int, uptime_s: float | None = None) -> list[str]:
+        """Hero level and step/quest/uptime achievements; call after each battle (cheap)."""
+        progression.check_hero(self.store, self.events, step)
+        return progression.check_milestones(self.store, self.events, step, completed_quests, uptime_s)
+
+    def on_champion(self, step: int, name: str = "") -> bool:
+        """Call when a checkpoint is crowned champion (unlocks first_champion once)."""
+        return progression.unlock(self.store, self.events, "first_champion", step=step, checkpoint=name)
+
+    # --- idle quests -------------------------------------------------------------------------------
+    def plan(self) -> tuple[int, dict[str, Any]]:
+        views = []
+        for s in self.cfg.skills:
+            st = self.skill_state(s)
+            views.append(
+                planner.SkillView(
+                    skill=s,
+                    mastered=st["mastered_level"],
+                    training=st["training_level"],
+                    max_level=st["max_level"],
+                    recent=tuple(st["recent_accuracy"]),
+                    threshold=self.threshold(s),
+                    quests_since_chosen=planner.quests_since_chosen(self.store, s),
+                )
+            )
+        action = planner.decide(views, self.cfg.idle_quest_size, self.cfg.review_share)
+        inputs = {
+            "skills": [v.__dict__ | {"recent": list(v.recent)} for v in views],
+            "idle_quest_size": self.cfg.idle_quest_size,
+            "review_share": self.cfg.review_share,
+        }
+        return planner.record(self.store, inputs, action), action
+
+    def _next_seed(self) -> int:
+        with self.store.tx() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (QUEST_SEQ,)).fetchone()
+            seq = int(json.loads(row["value"])) + 1 if row else 1
+            if seq == EVAL_SEED:
+                seq += 1  # training never reuses the eval seed
+            conn.execute(
+                "INSERT INTO state(key, value, updated_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (QUEST_SEQ, json.dumps(seq)),
+            )
+        return seq
+
+    def write_idle_quest(self, inbox: Path, count: int | None = None) -> Path:
+        """Plan, generate and drop one quest (skill_v1) plus its sidecar into the inbox."""
+        self.ensure_eval_sets()
+        decision_id, action = self.plan()
+        skill_id = action["skill"]
+        spec = self.specs[skill_id]
+        mix = {int(k): v for k, v in action["level_mix"].items()}
+        if count is not None:  # an explicit size keeps the planner's proportions
+            total = sum(mix.values())
+            mix = {lv: max(0, round(n * count / total)) for lv, n in mix.items()}
+            mix[action["training_level"]] += count - sum(mix.values())
+        seed = self._next_seed()
+        banned = evalsets.quarantine_set(self.home_root, skill_id)
+        client = self.client(skill_id)
+        items = []
+        for lv, n in sorted(mix.items()):
+            if n > 0:
+                items += client.generate(lv, n, seed, banned)
+        lines = [
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": it["prompt"]},
+                        {"role": "assistant", "content": it["expected"]},
+                    ],
+                    "metadata": {"skill": skill_id, "level": it["level"]},
+                },
+                ensure_ascii=False,
+            )
+            for it in items
+        ]
+        inbox = Path(inbox)
+        inbox.mkdir(parents=True, exist_ok=True)
+        level = action["training_level"]
+        stem = f"guild-{skill_id}-L{level:02d}-s{seed:06d}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = inbox / f"{stem}.jsonl"
+        sidecar = inbox / f"{stem}.jsonl.meta.json"
+        meta = {
+            "spec": "skill_v1",
+            "priority": "low",
+            "generator": {"id": spec.generator, "version": spec.generator_version},
+            "skill": skill_id,
+            "level": level,
+            "seed": seed,
+            "count": len(items),
+            "source": "guild",
+            "level_mix": {str(k): v for k, v in sorted(mix.items())},
+            "planner_decision": decision_id,
+            "provenance": client.info().get("provenance", {}),
+        }
+        # Sidecar first, then the quest under a name the watcher ignores, renamed when complete.
+        sidecar.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp = inbox / f".{stem}.jsonl.tmp"
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, path)
+        with self.store.tx() as conn:
+            conn.execute(
+                "UPDATE planner_decisions SET action = json_set(action, '$.file', ?) WHERE id = ?",
+                (path.name, decision_id),
+            )
+        self.events.emit(
+            "guild.quest_written", file=path.name, skill=skill_id, level=level, count=len(items), seed=seed
+        )
+        log.info("wrote idle quest %s (%d examples)", path, len(items))
+        return path

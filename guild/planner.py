@@ -1,0 +1,111 @@
+"""The quest planner: what the guild generates next, chosen from a finite action space.
+
+Action = (skill, level mix, count). The skill is one of the active skills; the mix puts
+(1 - review_share) of the examples on the training level and spreads review_share over up to the
+last REVIEW_LEVELS mastered levels (so earlier levels are not forgotten); the count is one of
+COUNT_FACTORS x guild.idle_quest_size.
+
+Heuristic baseline (`heuristic_v1`), in the spirit of a policy we can later learn from its records:
+  - skill: the one furthest below its level-up threshold (mean of its recent evals at the training
+    level; a skill never evaluated there counts as 0), plus 0.15 per quest since it was last chosen so
+    no skill starves; ties go to the order of guild.skills.
+  - count: x2 when that mean is below 0.3 (far from the goal: more practice before the next eval),
+    x0.5 when it is at or above 0.6 (close: let the next eval come sooner), else x1.
+Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
+skill) is written into the same row when it arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vault.store import Store
+
+POLICY = "heuristic_v1"
+COUNT_FACTORS = (0.5, 1.0, 2.0)
+REVIEW_LEVELS = 5
+STARVATION_BONUS = 0.15
+
+
+@dataclass(frozen=True)
+class SkillView:
+    skill: str
+    mastered: int
+    training: int
+    max_level: int
+    recent: tuple[float, ...]
+    threshold: float
+    quests_since_chosen: int
+
+    def gap(self) -> float:
+        mean = sum(self.recent) / len(self.recent) if self.recent else 0.0
+        return max(0.0, self.threshold - mean)
+
+
+def level_mix(training: int, mastered: int, count: int, review_share: float) -> dict[int, int]:
+    review = list(range(max(1, mastered - REVIEW_LEVELS + 1), mastered + 1)) if mastered >= 1 else []
+    n_review = round(count * review_share) if review else 0
+    mix = {training: count - n_review}
+    for i, lv in enumerate(review):
+        # Spread evenly; the remainder goes to the most recently mastered levels.
+        share = n_review // len(review) + (1 if i >= len(review) - n_review % len(review) else 0)
+        if share:
+            mix[lv] = mix.get(lv, 0) + share
+    return mix
+
+
+def decide(views: list[SkillView], base_count: int, review_share: float) -> dict[str, Any]:
+    if not views:
+        raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
+    best = max(views, key=lambda v: (v.gap() + STARVATION_BONUS * v.quests_since_chosen, -views.index(v)))
+    mean = sum(best.recent) / len(best.recent) if best.recent else 0.0
+    factor = 2.0 if mean < 0.3 else 0.5 if mean >= 0.6 else 1.0
+    count = max(1, int(base_count * factor))
+    return {
+        "skill": best.skill,
+        "training_level": best.training,
+        "count": count,
+        "count_factor": factor,
+        "level_mix": {
+            str(k): v for k, v in sorted(level_mix(best.training, best.mastered, count, review_share).items())
+        },
+    }
+
+
+def quests_since_chosen(store: Store, skill: str) -> int:
+    rows = store.query(
+        "SELECT json_extract(action, '$.skill') AS s FROM planner_decisions WHERE policy = ? ORDER BY id DESC LIMIT 50",
+        (POLICY,),
+    )
+    for i, r in enumerate(rows):
+        if r["s"] == skill:
+            return i
+    return len(rows)
+
+
+def record(store: Store, inputs: dict[str, Any], action: dict[str, Any]) -> int:
+    with store.tx() as conn:
+        cur = conn.execute(
+            "INSERT INTO planner_decisions(ts, policy, inputs, action) VALUES (?, ?, ?, ?)",
+            (time.time(), POLICY, json.dumps(inputs, sort_keys=True), json.dumps(action, sort_keys=True)),
+        )
+        return int(cur.lastrowid)
+
+
+def record_outcome(store: Store, skill: str, outcome: dict[str, Any]) -> int | None:
+    """Attach an eval result to the latest open decision for that skill; returns its id."""
+    row = store.one(
+        "SELECT id FROM planner_decisions WHERE outcome IS NULL AND json_extract(action, '$.skill') = ?"
+        " ORDER BY id DESC LIMIT 1",
+        (skill,),
+    )
+    if row is None:
+        return None
+    with store.tx() as conn:
+        conn.execute(
+            "UPDATE planner_decisions SET outcome = ? WHERE id = ?", (json.dumps(outcome), row["id"])
+        )
+    return int(row["id"])

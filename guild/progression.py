@@ -1,0 +1,119 @@
+"""Progression: skill levels and XP, the hero's level, and achievements.
+
+Rules: a skill's mastered level starts at 0 and it trains at mastered + 1. It levels up when the mean
+accuracy of its last `guild.level_up_window` evals at the training level reaches the threshold
+(`guild.level_up_threshold`, or the skill's own `eval.pass_threshold`). Fewer evals than the window
+never level up. XP: every correct eval answer is worth its level. The hero's level is step // 1000.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from vault.events import EventLog
+from vault.store import Store
+
+HERO_STEPS_PER_LEVEL = 1000
+HERO_STATE = "guild.hero"
+
+
+@dataclass(frozen=True)
+class Achievement:
+    id: str
+    name: str
+    description: str
+
+
+ACHIEVEMENTS = {
+    a.id: a
+    for a in (
+        Achievement("first_quest", "First Quest", "DIO completed a quest."),
+        Achievement("quests_10", "Journeyman", "Ten quests completed."),
+        Achievement("quests_100", "Veteran", "A hundred quests completed."),
+        Achievement("steps_1k", "Thousand Cuts", "1,000 training steps."),
+        Achievement("steps_10k", "Ten Thousand Cuts", "10,000 training steps."),
+        Achievement("steps_100k", "Legend of the Arena", "100,000 training steps."),
+        Achievement("first_level_up", "Apprentice", "A skill levelled up for the first time."),
+        Achievement("skill_level_5", "Adept", "A skill reached mastered level 5."),
+        Achievement("skill_level_10", "Expert", "A skill reached mastered level 10."),
+        Achievement("all_skills", "Polymath", "Every active skill has at least one mastered level."),
+        Achievement("first_perfect", "Flawless", "An eval with every answer correct."),
+        Achievement("first_champion", "Champion", "A checkpoint was crowned champion."),
+        Achievement("week_uptime", "Never Sleeps", "The realm ran for a week without stopping."),
+    )
+}
+WEEK_S = 7 * 24 * 3600
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def skill_row(store: Store, skill_id: str) -> dict[str, Any]:
+    row = store.one("SELECT id, mastered_level, xp FROM skills WHERE id = ?", (skill_id,))
+    if row is None:
+        with store.tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO skills(id, mastered_level, xp, updated_at) VALUES (?, 0, 0, ?)",
+                (skill_id, _now()),
+            )
+        row = {"id": skill_id, "mastered_level": 0, "xp": 0}
+    return row
+
+
+def recent_accuracies(store: Store, skill_id: str, level: int, window: int) -> list[float]:
+    rows = store.query(
+        "SELECT accuracy FROM evals WHERE skill = ? AND level = ? ORDER BY id DESC LIMIT ?",
+        (skill_id, level, window),
+    )
+    return [r["accuracy"] for r in rows]
+
+
+def should_level_up(accuracies: list[float], window: int, threshold: float) -> bool:
+    """The rule in one place: a full window whose mean reaches the threshold."""
+    # The epsilon keeps (1.0 + 1.0 + 0.4) / 3 = 0.7999999999999999 from missing a 0.8 threshold.
+    return len(accuracies) >= window and sum(accuracies[:window]) / window >= threshold - 1e-9
+
+
+def unlock(store: Store, events: EventLog, achievement_id: str, **payload: Any) -> bool:
+    """Unlock once; emits achievement.unlocked only the first time. Returns whether it was new."""
+    a = ACHIEVEMENTS[achievement_id]
+    with store.tx() as conn:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO achievements(id, name, description, unlocked_at, payload) VALUES (?, ?, ?, ?, ?)",
+            (a.id, a.name, a.description, _now(), json.dumps(payload)),
+        )
+        new = cur.rowcount == 1
+    if new:
+        events.emit("achievement.unlocked", id=a.id, name=a.name, description=a.description)
+    return new
+
+
+def check_hero(store: Store, events: EventLog, step: int) -> int | None:
+    """Emit hero.level_up when step // 1000 passes the stored level; returns the new level or None."""
+    level = step // HERO_STEPS_PER_LEVEL
+    known = (store.get_state(HERO_STATE) or {}).get("level", 0)
+    if level <= known:
+        return None
+    store.set_state(HERO_STATE, {"level": level, "step": step})
+    events.emit("hero.level_up", level=level, step=step)
+    return level
+
+
+def check_milestones(
+    store: Store, events: EventLog, step: int, completed_quests: int, uptime_s: float | None = None
+) -> list[str]:
+    """Step, quest and uptime achievements; returns the ids unlocked now."""
+    wanted = [
+        ("first_quest", completed_quests >= 1),
+        ("quests_10", completed_quests >= 10),
+        ("quests_100", completed_quests >= 100),
+        ("steps_1k", step >= 1_000),
+        ("steps_10k", step >= 10_000),
+        ("steps_100k", step >= 100_000),
+        ("week_uptime", uptime_s is not None and uptime_s >= WEEK_S),
+    ]
+    return [aid for aid, ok in wanted if ok and unlock(store, events, aid, step=step)]

@@ -1,0 +1,289 @@
+"""SY: syllable puzzles, 50 levels.
+
+A puzzle is numbered clues plus a bank of syllable tiles. Each answer word is built from tiles, each
+tile used once; red-herring tiles are left over. The clue always says how many tiles its word takes.
+
+What the levels degrade (see `params`):
+  words per puzzle   4 at L1 up to 12 at L50
+  tiles per word     2 up to L10, up to 3 to L25, up to 4 to L40, up to 5 after
+  frequency floor    Zipf 5.5 at L1 falling linearly to 2.0 at L10 and beyond (rarer words)
+  tile overlap       the chance that a word is chosen to share a tile with an earlier one, (L-1)/49
+  red herrings       1 at L1 up to 8 at L50
+  hint strength      tier = 1 + (L-1)//10: 1 definitions (glossary) or a mostly revealed word;
+                     2 categories or half the letters; 3 "ends like WORD" or a third of the letters;
+                     4 length and ending; 5 "starts with X". Half the clues use the level's tier, the
+                     rest any tier up to it, so high levels may hint with anything.
+Words come from wordfreq's English frequency list, syllable tiles from pyphen's en_US hyphenation
+patterns (both installed packages; nothing is downloaded at run time), definitions and categories from
+the project's own glossary (guild/sy_words.py). Antonyms and etymology need a lexical database that
+ships its data; none is used yet.
+
+Answers: the canonical format is JSON {"answers": [{"clue": 1, "word": "PEOPLE", "tiles": ["PEO", "PLE"]},
+...]}; the plain-text variant is one line per clue, `1. PEOPLE = PEO + PLE`. Each prompt says which.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from functools import cache
+from typing import Any
+
+from guild.generators import register
+from guild.sy_words import GLOSSARY
+
+BLOCKED = (
+    "fuck",
+    "shit",
+    "cunt",
+    "bitch",
+    "nigg",
+    "porn",
+    "whore",
+    "slut",
+    "pussy",
+    "penis",
+    "vagin",
+    "frick",
+)
+MAX_TIERS = 5
+
+
+def params(level: int) -> dict[str, Any]:
+    return {
+        "words": 4 + round(8 * (level - 1) / 49),
+        "max_tiles": 2 if level <= 10 else 3 if level <= 25 else 4 if level <= 40 else 5,
+        "zipf_floor": round(max(2.0, 5.5 - 3.5 * (level - 1) / 9), 3),
+        "overlap": round((level - 1) / 49, 3),
+        "herrings": 1 + (level - 1) * 7 // 49,
+        "hint_tier": min(MAX_TIERS, 1 + (level - 1) // 10),
+    }
+
+
+@cache
+def _words() -> tuple[tuple[str, float], ...]:
+    """English words (ascii, lower case, 4-12 letters, Zipf >= 2), most frequent first."""
+    import wordfreq
+
+    out = []
+    for w, f in wordfreq.get_frequency_dict("en").items():
+        z = math.log10(f) + 9
+        if z < 2.0:
+            break  # the dict is sorted by frequency
+        if 4 <= len(w) <= 12 and w.isascii() and w.isalpha() and w.islower():
+            if not any(b in w for b in BLOCKED):
+                out.append((w, z))
+    return tuple(out)
+
+
+@cache
+def _pool(floor: float) -> tuple[str, ...]:
+    return tuple(w for w, z in _words() if z >= floor)
+
+
+@cache
+def _hyphenator():
+    import pyphen
+
+    return pyphen.Pyphen(lang="en_US")
+
+
+@cache
+def tiles_of(word: str) -> tuple[str, ...]:
+    return tuple(t.upper() for t in _hyphenator().inserted(word).split("-"))
+
+
+@cache
+def _endings() -> dict[str, tuple[str, ...]]:
+    """Words by their last three letters, for "ends like" hints (top 20k words only: cheap)."""
+    idx: dict[str, list[str]] = {}
+    for w, _ in _words()[:20000]:
+        idx.setdefault(w[-3:], []).append(w)
+    return {k: tuple(v) for k, v in idx.items()}
+
+
+def _pattern(rng: random.Random, word: str, reveal: float) -> str:
+    n = len(word)
+    hidden = set(rng.sample(range(n), max(1, min(n - 1, round(n * (1 - reveal))))))
+    return " ".join("_" if i in hidden else c for i, c in enumerate(word.upper()))
+
+
+def _hint(rng: random.Random, word: str, tier: int) -> str:
+    t = tier if rng.random() < 0.5 else rng.randint(1, tier)
+    gloss = GLOSSARY.get(word)
+    if t == 1:
+        return gloss[0] if gloss else f"fill in: {_pattern(rng, word, 0.67)}"
+    if t == 2:
+        return f"category: {gloss[1]}" if gloss else f"fill in: {_pattern(rng, word, 0.5)}"
+    if t == 3:
+        like = [w for w in _endings().get(word[-3:], ()) if w != word and not w.endswith(word)]
+        if like:
+            return f"ends like {rng.choice(like[:50]).upper()}"
+        return f"fill in: {_pattern(rng, word, 0.34)}"
+    if t == 4:
+        return f"{len(word)} letters, ends in -{word[-2:].upper()}"
+    return f"starts with {word[0].upper()}"
+
+
+@cache
+def _zipf() -> dict[str, float]:
+    return dict(_words())
+
+
+@cache
+def _affixes() -> dict[tuple[str, str], tuple[str, ...]]:
+    """Words by their first and last 2-4 letters: finds words that may share a tile without
+    hyphenating the whole list (pyphen is the slow part, ~80 us a word)."""
+    idx: dict[tuple[str, str], list[str]] = {}
+    for w, _ in _words():
+        for k in (2, 3, 4):
+            idx.setdefault(("p", w[:k].upper()), []).append(w)
+            idx.setdefault(("s", w[-k:].upper()), []).append(w)
+    return {k: tuple(v) for k, v in idx.items()}
+
+
+def _overlapping(
+    rng: random.Random, floor: float, used: list[str], max_tiles: int, taken: list[str]
+) -> str | None:
+    for _ in range(6):
+        tile = rng.choice(used)
+        cands = _affixes().get(("p", tile), ()) + _affixes().get(("s", tile), ())
+        for w in rng.sample(cands, min(8, len(cands))):
+            if w in taken or _zipf()[w] < floor:
+                continue
+            tiles = tiles_of(w)
+            if tile in tiles and 2 <= len(tiles) <= max_tiles:
+                return w
+    return None
+
+
+def _pick_words(rng: random.Random, level: int) -> list[str]:
+    p = params(level)
+    floor = p["zipf_floor"]
+    pool = _pool(floor)
+    chosen: list[str] = []
+    used: list[str] = []
+    while len(chosen) < p["words"]:
+        if used and rng.random() < p["overlap"]:
+            w = _overlapping(rng, floor, sorted(set(used)), p["max_tiles"], chosen)
+            if w:
+                chosen.append(w)
+                used += tiles_of(w)
+                continue
+        for _ in range(60):
+            w = rng.choice(pool)
+            tiles = tiles_of(w)
+            if w not in chosen and 2 <= len(tiles) <= p["max_tiles"]:
+                chosen.append(w)
+                used += tiles
+                break
+        else:
+            # A tiny pool (L1's few very common words): widen it rather than fail.
+            floor -= 0.25
+            pool = _pool(floor)
+    return chosen
+
+
+class SyGenerator:
+    id = "sy"
+    version = 1
+    max_level = 50
+
+    def make(self, rng: random.Random, level: int) -> dict[str, Any]:
+        p = params(level)
+        words = _pick_words(rng, level)
+        tier = p["hint_tier"]
+        hints = [_hint(rng, w, tier) for w in words]
+        pool = _pool(2.0)
+        bank = [t for w in words for t in tiles_of(w)]
+        herrings = []
+        while len(herrings) < p["herrings"]:
+            w = rng.choice(pool)
+            if w not in words:
+                herrings.append(rng.choice(tiles_of(w)))
+        bank += herrings
+        rng.shuffle(bank)
+        as_json = rng.random() < 0.5
+        lines = [
+            "Syllable puzzle. Build one word for each clue from the tiles; each tile is used at most"
+            f" once and {len(herrings)} tile{'s are' if len(herrings) > 1 else ' is'} left over.",
+            *(
+                f"{i}. [{len(tiles_of(w))} tiles] {h}"
+                for i, (w, h) in enumerate(zip(words, hints, strict=True), 1)
+            ),
+            "Tiles: " + " | ".join(bank),
+        ]
+        if as_json:
+            lines.append('Answer as JSON: {"answers": [{"clue": N, "word": WORD, "tiles": [TILE, ...]}]}')
+            expected = json.dumps(
+                {
+                    "answers": [
+                        {"clue": i, "word": w.upper(), "tiles": list(tiles_of(w))}
+                        for i, w in enumerate(words, 1)
+                    ]
+                },
+                ensure_ascii=False,
+            )
+        else:
+            lines.append("Answer one line per clue: N. WORD = TILE + TILE")
+            expected = "\n".join(
+                f"{i}. {w.upper()} = {' + '.join(tiles_of(w))}" for i, w in enumerate(words, 1)
+            )
+        return {"prompt": "\n".join(lines), "expected": expected, "key": "sy|" + "|".join(words)}
+
+    def level_info(self, level: int) -> dict[str, Any]:
+        return {"level": level, **params(level)}
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "words": "wordfreq 3.1.1 English frequency list (code Apache-2.0; data CC-BY-SA 4.0)",
+            "syllables": "pyphen 0.18.1, hyph_en_US.dic (package GPL-2.0+/LGPL-2.1+/MPL-1.1; patterns BSD-style)",
+            "definitions": "guild/sy_words.py, written for this project (MIT)",
+            "downloads_at_run_time": False,
+        }
+
+    def score(self, prompt: str, expected: str, response: str) -> bool:
+        gold = parse_words(expected)
+        got = parse_words(response)
+        return bool(gold) and got is not None and all(got.get(k) == v for k, v in gold.items())
+
+
+register("sy")(SyGenerator)
+
+
+# --- scoring --------------------------------------------------------------------------------------
+# The documented rule: code fences and backticks are dropped. If the response holds a JSON object with
+# an "answers" list, each entry's clue number and word are read from it (chatter around it is ignored).
+# Otherwise every line "N. WORD ..." (or "N) WORD", "N: WORD") gives clue N the letters before the first
+# "=" with everything but A-Z removed, first line per clue wins. Words compare case-insensitively; a
+# response is correct when every clue's word equals the expected word (tiles are not re-checked: the
+# word determines them).
+_DECODER = json.JSONDecoder()
+_LINE = re.compile(r"^\s*(\d+)\s*[.):]\s*(.*)$")
+
+
+def _letters(s: Any) -> str:
+    return re.sub(r"[^A-Za-z]", "", str(s)).upper()
+
+
+def parse_words(text: str) -> dict[int, str] | None:
+    clean = re.sub(r"```[a-zA-Z]*", "", text).replace("`", "")
+    for m in re.finditer(r"\{", clean):
+        try:
+            obj, _ = _DECODER.raw_decode(clean, m.start())
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("answers"), list):
+            out: dict[int, str] = {}
+            for a in obj["answers"]:
+                if isinstance(a, dict) and str(a.get("clue", "")).strip().isdigit():
+                    out.setdefault(int(str(a["clue"]).strip()), _letters(a.get("word", "")))
+            return out
+    out = {}
+    for line in clean.splitlines():
+        m = _LINE.match(line)
+        if m:
+            out.setdefault(int(m.group(1)), _letters(m.group(2).split("=", 1)[0]))
+    return out or None
