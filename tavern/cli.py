@@ -1,0 +1,46 @@
+"""`realm tavern`: run the Tavern web game alone (what `realm up` starts beside the arena).
+
+    realm tavern [--port 8888] [--bind 127.0.0.1] [--home H]
+
+Holds run/tavern.lock so one Tavern serves a home; SIGTERM (from `realm down` through the guardian)
+stops it cleanly with exit code 0.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (default: ports.tavern, 8888).")
+@click.option("--bind", default=None, help="Address to bind (default: the config's bind).")
+@click.option("--threads", type=int, default=None, help="Worker threads (default: tavern.threads).")
+@click.pass_context
+def tavern(ctx, port, bind, threads, home=None):
+    """Serve the Tavern: the live web game at http://127.0.0.1:8888/."""
+    from realm import realm_from, setup_logging
+    from sentinels.locks import AlreadyRunning, InstanceLock
+    from tavern.server import serve
+
+    realm = realm_from(ctx, home)
+    setup_logging(realm, console=True)
+    realm.ensure()
+    host = bind or realm.config.bind
+    port = port or realm.config.ports.tavern
+    try:
+        lock = InstanceLock(realm.home.run, "tavern").acquire()
+    except AlreadyRunning as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        serve(realm, host, port, threads)
+    finally:
+        lock.release()
+
+
+def _with_home(cmd: click.Command) -> click.Command:
+    from realm import home_option
+
+    return home_option(cmd)
+
+
+commands: list[click.Command] = [_with_home(tavern)]

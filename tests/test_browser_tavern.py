@@ -1,0 +1,253 @@
+"""The Tavern in a real browser: Debian's chromium driven by Playwright against `realm tavern`.
+
+Screenshots land in test-artifacts/tavern/ (git-ignored). Training comes from the real
+`realm arena --max-steps N` when REALM_TAVERN_TRAINER=arena (the default once the arena command is
+registered), or from step events the test emits through EventLog (REALM_TAVERN_TRAINER=events), the
+same interface the trainer writes through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REALM_PY, REPO, free_port
+from tests.test_tavern_server import start_tavern, stop
+from tests.test_tavern_support import add_quest, emit_steps, seed_guild
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO / "test-artifacts" / "tavern"
+GOOD = "".join(
+    json.dumps(
+        {"messages": [{"role": "user", "content": f"{i}+1"}, {"role": "assistant", "content": str(i + 1)}]}
+    )
+    + "\n"
+    for i in range(40)
+)
+
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian chromium is not installed (make browser)", allow_module_level=True)
+
+
+def arena_registered() -> bool:
+    from realm import cli
+
+    return "arena" in cli.list_commands(None)
+
+
+TRAINER = os.environ.get("REALM_TAVERN_TRAINER") or ("arena" if arena_registered() else "events")
+
+
+@pytest.fixture(scope="module")
+def realm_home(tmp_path_factory):
+    from realm import Realm
+
+    home = tmp_path_factory.mktemp("tavern-browser")
+    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
+    data["training"]["event_interval_s"] = 0.05
+    data["guild"]["auto_generate"] = False
+    (home / "realm.yaml").write_text(yaml.safe_dump(data))
+    realm = Realm.open(home)
+    realm.init()
+    seed_guild(realm)
+    add_quest(realm, "warmup.jsonl")
+    emit_steps(realm, 1, 30)
+    yield realm
+    realm.store.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(realm_home):
+    port = free_port()
+    proc = start_tavern(realm_home.home.root, port)
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, base_url=base_url)
+    pg = ctx.new_page()
+    pg.errors = []
+    pg.on("console", lambda m: pg.errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def open_tavern(page):
+    page.goto("/")
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.wait_for_function("document.getElementById('conn-label').textContent === 'live'", timeout=10000)
+
+
+def xp(page) -> int:
+    return int(page.get_attribute("#xp-label", "data-xp") or 0)
+
+
+def chart_points(page) -> int:
+    return int(page.get_attribute("#loss-chart", "data-points") or 0)
+
+
+def test_page_loads_without_console_errors(page):
+    open_tavern(page)
+    assert page.text_content("#hero-name") == "DIO"
+    assert page.locator(".skill").count() >= 2
+    assert page.locator("#achievements .achv").count() == 1
+    assert chart_points(page) >= 30
+    page.screenshot(path=str(ARTIFACTS / "main.png"), full_page=True)
+    for path in ("/guild/bin", "/armory"):
+        page.goto(path)
+        page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ARTIFACTS / "armory.png"), full_page=True)
+    assert page.errors == []
+
+
+def _train(realm, steps: int) -> subprocess.Popen | threading.Thread:
+    """Start training in the background: the real arena, or step events from a thread."""
+    last = realm.store.get_state("battle", {}).get("step", 0)
+    if TRAINER == "arena":
+        env = {k: v for k, v in os.environ.items() if k != "REALM_HOME"}
+        return subprocess.Popen(
+            [
+                sys.executable,
+                str(REALM_PY),
+                "arena",
+                "--max-steps",
+                str(last + steps),
+                "--home",
+                str(realm.home.root),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    from realm import Realm
+
+    def feed():  # its own facade: the store keeps one connection per thread anyway
+        r = Realm.open(realm.home.root)
+        emit_steps(r, last + 1, steps, sleep=0.03)
+        r.store.close()
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return t
+
+
+def _join(worker, timeout: float = 240) -> None:
+    if isinstance(worker, subprocess.Popen):
+        worker.wait(timeout)
+    else:
+        worker.join(timeout)
+
+
+def test_xp_and_loss_chart_update_live(page, realm_home):
+    open_tavern(page)
+    xp0, pts0 = xp(page), chart_points(page)
+    worker = _train(realm_home, 60)
+    try:
+        page.wait_for_function(
+            f"Number(document.getElementById('xp-label').dataset.xp) > {xp0}", timeout=120000
+        )
+        page.wait_for_function(
+            f"Number(document.getElementById('loss-chart').dataset.points) > {pts0 + 5}", timeout=120000
+        )
+        assert page.locator(".floater").count() + 1 > 0
+        page.screenshot(path=str(ARTIFACTS / "live.png"))
+    finally:
+        _join(worker)
+    assert page.errors == []
+
+
+def test_upload_by_picker_queues_and_malformed_by_drop_shows_reason(page, tmp_path):
+    open_tavern(page)
+    good = tmp_path / "picked-quest.jsonl"
+    good.write_text(GOOD)
+    page.set_input_files("#file-input", str(good))
+    queued = page.locator("[data-column='queued'] .qcard", has_text="picked-quest.jsonl")
+    queued.wait_for(timeout=15000)
+    bad = "{this is not json\n"
+    handle = page.evaluate_handle(
+        """(text) => { const dt = new DataTransfer();
+            dt.items.add(new File([text], "broken-drop.jsonl", {type: "application/jsonl"})); return dt; }""",
+        bad,
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": handle})
+    failed = page.locator("[data-column='failed'] .qcard", has_text="broken-drop.jsonl")
+    failed.wait_for(timeout=15000)
+    reason = failed.locator(".reason").text_content()
+    assert reason and len(reason) > 5
+    page.locator(".toast.bad", has_text="broken-drop.jsonl").wait_for(timeout=5000)
+    page.screenshot(path=str(ARTIFACTS / "quests.png"), full_page=True)
+    assert page.errors == []
+
+
+def test_pause_and_resume_show_the_requested_state(page, realm_home):
+    # No trainer runs here: the command waits in the commands table and the UI says "requested"
+    # while the battle badge keeps the trainer's last published state.
+    open_tavern(page)
+    before = page.get_attribute("#battle-state", "data-state")
+    page.click("#btn-pause")
+    page.wait_for_selector("#pending[data-action='pause']", timeout=5000)
+    assert page.text_content("#pending") == "pause requested"
+    page.click("#btn-resume")
+    page.wait_for_selector("#pending[data-action='resume']", timeout=5000)
+    assert page.get_attribute("#battle-state", "data-state") == before
+    actions = [
+        r["action"] for r in realm_home.store.query("SELECT action FROM commands WHERE status = 'pending'")
+    ]
+    assert actions[-2:] == ["pause", "resume"]
+    realm_home.store.query("DELETE FROM commands")  # leave no command for a trainer in a later test
+    assert page.errors == []
+
+
+def test_reload_mid_battle_shows_the_same_history(page, realm_home):
+    open_tavern(page)
+    worker = _train(realm_home, 40)
+    page.wait_for_function(
+        "Number(document.getElementById('loss-chart').dataset.points) > 40", timeout=120000
+    )
+    _join(worker)
+    page.wait_for_timeout(500)  # the last pushes land
+    before = (xp(page), chart_points(page))
+    page.reload()
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.wait_for_timeout(500)
+    assert (xp(page), chart_points(page)) == before
+    page.screenshot(path=str(ARTIFACTS / "reloaded.png"))
+    assert page.errors == []
+
+
+def teardown_module(_module):
+    shutil.rmtree(ARTIFACTS / "tmp", ignore_errors=True)
