@@ -196,13 +196,22 @@ class QuestQueue:
     def claim_next(self) -> Quest | None:
         """Take the first queued quest (high, normal, low; FIFO inside) into processing/."""
         with self.store.tx() as conn:
-            row = conn.execute(
-                "SELECT * FROM quests WHERE status = 'queued' ORDER BY"
-                " CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, seq, id LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            quest = Quest.from_row(dict(row), self.home.root)
+            while True:
+                row = conn.execute(
+                    "SELECT * FROM quests WHERE status = 'queued' ORDER BY"
+                    " CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, seq, id LIMIT 1"
+                ).fetchone()
+                if row is None:
+                    return None
+                quest = Quest.from_row(dict(row), self.home.root)
+                if quest.path is not None and quest.path.exists():
+                    break
+                # A queued file removed by hand would otherwise make every claim fail forever.
+                log.error("quest %s lost its file %s; marked failed", quest.id, quest.path)
+                conn.execute(
+                    "UPDATE quests SET status = 'failed', reason = ?, finished_at = ? WHERE id = ?",
+                    ("file missing from the queue folder", now_iso(), quest.id),
+                )
             dest = self.home.queue_dir("processing") / quest.path.name
             os.replace(quest.path, dest)
             side = _sidecar(quest.path)
