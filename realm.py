@@ -27,7 +27,7 @@ from vault.store import Store
 log = logging.getLogger("realm")
 
 # Rooms that add their own commands; each module exposes `commands: list[click.Command]`.
-ROOM_COMMANDS: tuple[str, ...] = ()
+ROOM_COMMANDS: tuple[str, ...] = ("tavern.cli", "arena.quest_cli", "guild.cli", "arena.cli")
 
 
 @dataclass

@@ -50,6 +50,8 @@ class HeroConfig:
     """Hero description (architecture, tokenizer) used when no base_model is set; relative to the repo."""
     base_model: str | None = None
     """A local Hugging Face causal-LM folder; when set it becomes the hero."""
+    target_loss: float = 0.0
+    """Loss at which ATK/DEF reach 100; they start at 0 at the baseline loss ln(vocab size)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,14 @@ class TrainingConfig:
     """Rule for an example longer than max_length."""
     event_interval_s: float = 0.5
     """Step events are throttled to at most one per this many seconds."""
+    decay_steps: int = 10000
+    """Cosine decay length in steps after warmup; the rate then stays at its floor."""
+    max_new_tokens: int = 64
+    """Token budget of each response from the generate function handed to eval hooks."""
+    val_max_examples: int = 256
+    """At most this many held-out examples are scored for validation loss."""
+    threads: int = 0
+    """torch CPU threads per process; 0 means the machine's cores divided by the processes."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,8 @@ class IntakeConfig:
     """Files larger than this are refused."""
     max_errors: int = 20
     """Errors reported per refused file."""
+    max_line_mb: int = 16
+    """Lines longer than this are refused (a 50 MB line is not one training example)."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,10 @@ class GuildConfig:
     """How many recent evals the threshold is averaged over."""
     idle_quest_size: int = 512
     """Examples per generated idle quest."""
+    skills_dir: str = "configs/skills"
+    """Folder of skill YAML files; relative paths are from the repo root."""
+    review_share: float = 0.2
+    """Share of each idle quest drawn from mastered levels (review), so earlier levels are not forgotten."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,10 @@ class TavernConfig:
     """Allow mutating calls without a token when bound to loopback."""
     max_upload_mb: int = 64
     """Largest quest upload accepted."""
+    threads: int = 200
+    """Server worker threads; each connected browser holds one while its WebSocket is open."""
+    relay_interval_s: float = 0.05
+    """How often the relay polls the event log for new events (the floor of push latency)."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +273,9 @@ _POSITIVE = {
     "eval_size",
     "level_up_window",
     "idle_quest_size",
+    "decay_steps",
+    "max_new_tokens",
+    "val_max_examples",
     "max_upload_mb",
     "max_bytes",
     "tavern",

@@ -1,0 +1,330 @@
+"""The arena daemon: intake + the trainer, forever (or until its limits).
+
+    realm arena [--max-steps N] [--max-quests N] [--until-idle]
+
+Start-up (rank 0): take the `arena` instance lock, remove crash leftovers from models/ and reconcile
+the ledger with the folders, load the hero from the newest complete checkpoint (or build it), then
+settle the quests table with that checkpoint: the checkpoint is trusted. A quest it was inside
+continues from the epoch/offset it recorded; a quest it had finished is marked completed; any other
+quest left in processing goes back to the front of its queue with offset 0 (nothing of it survived).
+
+Then the loop: claim the next quest and fight it (one battle), finish it, repeat. When the queue is
+empty: run intake, call `on_idle()` (the guild writes an idle quest), and poll again. Battle commands
+(pause, resume, stop, skip) arrive through arena.control between steps, while idle too. SIGTERM and
+SIGINT act as `stop`: checkpoint, then exit 0.
+
+Hooks (all optional; default no-ops), given as `ArenaHooks(on_eval=..., on_idle=...)`:
+    on_eval(generate_fn, step)  every training.eval_every steps and at the end of each battle;
+        generate_fn(prompts: list[str]) -> list[str] is batched greedy decoding through the chat template
+    on_idle()                   whenever the queue is found empty
+    intake()                    one intake pass; run in a background thread every poll and at the top of
+        each idle poll (default: arena.intake's `Intake.scan(wait=False)`)
+`realm arena` takes them from `guild.hooks.arena_hooks(realm) -> ArenaHooks` when that module exists.
+
+Under `accelerate launch --multi_gpu --num_processes N realm.py arena` (or torchrun) every rank runs
+this loop (on a machine without GPUs, `--multi_gpu` is what makes accelerate start N ranks; they join
+over gloo); rank 0 alone claims quests,
+reads commands and writes, and broadcasts its decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from arena import control
+from arena.checkpoints import CheckpointManager, crash_point
+from arena.queue import QuestQueue
+from arena.reporting import Reporter
+from sentinels.config import REPO_ROOT
+
+log = logging.getLogger("realm.arena")
+
+
+def _noop(*_args: Any) -> None:
+    return None
+
+
+@dataclass
+class ArenaHooks:
+    on_eval: Callable[[Callable[[list[str]], list[str]], int], Any] = _noop
+    on_idle: Callable[[], Any] = _noop
+    intake: Callable[[], Any] | None = None
+
+
+def default_intake(realm) -> Callable[[], Any] | None:
+    try:
+        from arena.intake.service import Intake
+    except ImportError:
+        return None
+    intake = Intake.for_realm(realm)
+    intake.recover_claims()
+    return lambda: intake.scan(wait=False)
+
+
+@dataclass
+class ArenaDaemon:
+    realm: Any
+    hooks: ArenaHooks = field(default_factory=ArenaHooks)
+    max_steps: int | None = None
+    max_quests: int | None = None
+    until_idle: bool = False
+    poll_s: float = 1.0
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.queue = QuestQueue(self.realm.home, self.realm.store, self.realm.events)
+        self.paused = False
+
+    # ---- commands (rank 0) -----------------------------------------------------------------
+    def poll(self) -> str | None:
+        """Take pending commands; blocks while paused. Returns None, "stop" or "skip"."""
+        result = None
+        for cmd in control.take_pending(self.realm.store):
+            action = cmd["action"]
+            if action in ("pause", "resume"):
+                self._set_paused(action == "pause")
+            elif action in ("stop", "skip"):
+                result = result or action
+        if self.stop_event.is_set():
+            return "stop"
+        while self.paused and result is None and not self.stop_event.is_set():
+            time.sleep(0.1)
+            self._keepalive()
+            for cmd in control.take_pending(self.realm.store):
+                if cmd["action"] == "resume":
+                    self._set_paused(False)
+                elif cmd["action"] in ("stop", "skip"):
+                    result = result or cmd["action"]
+        return "stop" if self.stop_event.is_set() else result
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        kind, state = ("trainer.paused", "paused") if paused else ("trainer.resumed", "fighting")
+        step = self.trainer.state.step if hasattr(self, "trainer") else None
+        self.reporter.emit(kind, step=step, quest_id=self.reporter.battle.get("quest_id"))
+        if not paused and self.reporter.battle.get("quest_id") is None:
+            state = "idle"
+        self.reporter.publish(force=True, state=state)
+
+    def _keepalive(self) -> None:
+        # Other ranks wait in a broadcast while rank 0 is paused; tell them every few seconds
+        # so a long pause never hits the process group's timeout.
+        now = time.monotonic()
+        if self.world > 1 and now - getattr(self, "_last_ka", 0.0) > 5:
+            self._last_ka = now
+            self.trainer._sync("wait")
+
+    # ---- the daemon ------------------------------------------------------------------------
+    def run(self) -> int:
+        from accelerate import Accelerator
+
+        cfg = self.realm.config.training
+        import torch
+
+        gpu = torch.cuda.is_available()
+        precision = {"auto": "no", "fp32": "no"}.get(cfg.precision, cfg.precision)
+        if cfg.precision == "auto" and gpu and torch.cuda.is_bf16_supported():
+            precision = (
+                "bf16"  # CPU autocast to bf16 is slower than fp32 on most CPUs, so auto keeps fp32 there
+            )
+        # cpu=True without a GPU: under torchrun/`accelerate launch --multi_gpu` accelerate then picks
+        # MULTI_CPU with the gloo backend instead of falling back to one process.
+        acc = Accelerator(mixed_precision=precision, cpu=not gpu)
+        self.world = acc.num_processes
+        main = acc.is_main_process
+        log.info(
+            "arena process %d of %d on %s (precision %s)",
+            acc.process_index,
+            self.world,
+            acc.device,
+            precision,
+        )
+        lock = None
+        if main:
+            from sentinels.locks import InstanceLock
+
+            self.realm.init()
+            lock = InstanceLock(self.realm.home.run, "arena").acquire()
+            CheckpointManager(self.realm.home.models, self.realm.store, cfg.keep_last).reconcile()
+        acc.wait_for_everyone()
+        self.reporter = Reporter(
+            self.realm.store, self.realm.events, interval_s=cfg.event_interval_s, enabled=main
+        )
+        intake_thread = None
+        try:
+            from arena.trainer import Trainer
+
+            self.trainer = Trainer(
+                self.realm.config,
+                self.realm.home,
+                self.realm.store,
+                self.reporter,
+                acc,
+                REPO_ROOT,
+                record_progress=self.queue.set_progress,
+            )
+            self.reporter.hero(self.trainer.hero())
+            if main:
+                self._settle_quests()
+                if self.hooks.intake is None:
+                    self.hooks.intake = default_intake(self.realm)
+                intake_thread = self._start_intake()
+            self._loop(main)
+        except Exception as exc:
+            log.exception("the arena failed")
+            self.reporter.emit("trainer.error", message=f"{type(exc).__name__}: {exc}")
+            self.reporter.publish(force=True, state="stopped")
+            raise
+        finally:
+            self.stop_event.set()
+            if intake_thread is not None:
+                intake_thread.join(timeout=30)
+            if lock is not None:
+                lock.release()
+        return 0
+
+    def _settle_quests(self) -> None:
+        """Make the quests table agree with the checkpoint the hero was loaded from."""
+        s = self.trainer.state
+        resumed = None
+        for quest in self.queue.list(["processing"]):
+            if quest.id == s.quest_id and s.quest_done:
+                self.queue.finish(quest.id, "completed")
+                log.info("quest %s was finished by the last checkpoint; marked completed", quest.id)
+            elif quest.id == s.quest_id:
+                self.queue.set_progress(quest.id, s.quest_offset, s.quest_epoch)
+                resumed = quest
+            else:
+                self.queue.set_progress(quest.id, 0, 0)
+        if resumed is None:
+            self.queue.recover()
+        self._resume = resumed
+
+    def _start_intake(self) -> threading.Thread | None:
+        if self.hooks.intake is None:
+            return None
+
+        def loop() -> None:
+            while not self.stop_event.wait(self.poll_s):
+                try:
+                    self.hooks.intake()
+                except Exception:
+                    log.exception("intake pass failed")
+
+        t = threading.Thread(target=loop, name="intake", daemon=True)
+        t.start()
+        return t
+
+    def _next_quest(self):
+        quest, self._resume = getattr(self, "_resume", None), None
+        return quest or self.queue.claim_next()
+
+    def _loop(self, main: bool) -> None:
+        tr, rep, fought = self.trainer, self.reporter, 0
+        rep.publish(force=True, state="idle", quest_id=None, quest_name=None, step=tr.state.step)
+        while True:
+            if self.max_steps is not None and tr.state.step >= self.max_steps:
+                break
+            action = tr._sync(self.poll() if main else None)
+            if action == "stop":
+                break
+            quest_id = None
+            if main:
+                quest = self._next_quest()
+                quest_id = quest.id if quest else None
+            quest_id = tr._sync(quest_id)
+            if quest_id is None:
+                if self.until_idle:
+                    break
+                if main:
+                    self._idle()
+                continue
+            quest = self.queue.get(quest_id)
+            status = self._battle(quest)
+            if status == "stopped":
+                break
+            fought += 1
+            crash_point("between_quests")
+            if self.max_quests is not None and fought >= self.max_quests:
+                break
+        latest = tr.ckpts.latest()
+        if main and tr.state.step > (latest.step if latest else 0):
+            tr.save(None)  # steps since the last checkpoint (e.g. a skipped battle) are kept
+        rep.publish(force=True, state="stopped", step=tr.state.step)
+        rep.emit("trainer.stopped", step=tr.state.step, quest_id=rep.battle.get("quest_id"))
+
+    def _idle(self) -> None:
+        rep = self.reporter
+        rep.publish(state="idle", quest_id=None, quest_name=None)
+        for fn in (self.hooks.intake, self.hooks.on_idle):
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception as exc:
+                log.exception("idle hook failed")
+                rep.emit("trainer.error", message=f"idle hook failed: {exc}")
+        if not self.queue.queued():
+            self.stop_event.wait(self.poll_s)
+
+    def _battle(self, quest) -> str:
+        tr, rep, s = self.trainer, self.reporter, self.trainer.state
+        tr.begin(quest)
+        data = tr.load(quest)
+        rep.emit(
+            "battle.start",
+            quest_id=quest.id,
+            name=quest.name,
+            examples=len(data.train) + len(data.val),
+            train_examples=len(data.train),
+            val_examples=len(data.val),
+            epochs=tr.cfg.epochs,
+            step=s.step,
+            resumed_at={"epoch": s.quest_epoch, "offset": s.quest_offset},
+            formatted=data.stats.to_dict(),
+        )
+        rep.publish(
+            force=True,
+            state="paused" if self.paused else "fighting",
+            quest_id=quest.id,
+            quest_name=quest.name,
+            step=s.step,
+            progress=0.0,
+            val_loss=s.val_loss,
+        )
+        status = tr.fight(quest, data, self.poll, self.hooks.on_eval, self.max_steps)
+        if status == "stopped":
+            rep.publish(force=True, state="stopped")
+            return status
+        if tr.main:
+            self.queue.finish(quest.id, status, reason="skipped by command" if status == "skipped" else None)
+        rep.emit(
+            "battle.end",
+            quest_id=quest.id,
+            status=status,
+            step=s.step,
+            train_loss=s.train_loss,
+            val_loss=s.val_loss,
+        )
+        rep.publish(force=True, state="idle", quest_id=None, quest_name=None, val_loss=s.val_loss)
+        rep.hero(tr.hero())
+        return status
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM (realm down) and SIGINT (Ctrl-C) become `stop`: checkpoint, then exit."""
+
+    def handler(signum, _frame):
+        log.info("signal %s: stopping after a checkpoint", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

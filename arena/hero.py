@@ -1,0 +1,204 @@
+"""The hero: the model factory, DIO's byte-level tokenizer and batched greedy generation.
+
+Two kinds of hero, one code path afterwards:
+- DIO (default): a small Qwen3-architecture causal LM built from `configs/heroes/dio.yaml` at first
+  start. Its tokenizer is a `tokenizers` byte-level BPE with no merges (256 byte tokens) plus special
+  and added tokens, wrapped in `PreTrainedTokenizerFast` with a ChatML chat template, so a saved
+  checkpoint loads with plain `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained` and no realm code.
+- `hero.base_model: PATH`: any local Hugging Face causal-LM folder, with its own tokenizer and template.
+
+Nothing after `build_hero` knows which kind it has: formatting uses the chat template, generation
+uses `eos_token_id`/`pad_token_id`, and checkpoints use `save_pretrained`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+log = logging.getLogger("realm.hero")
+
+GenerateFn = Callable[[list[str]], list[str]]
+
+# ChatML, the format Qwen models use: the markers are single special tokens in DIO's vocabulary.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+class HeroError(ValueError):
+    """The hero cannot be built; the message says which file or key is wrong."""
+
+
+@dataclass(frozen=True)
+class HeroSpec:
+    """A parsed hero description file (configs/heroes/*.yaml)."""
+
+    path: Path
+    model: dict[str, Any]
+    tokenizer: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> HeroSpec:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as exc:
+            raise HeroError(f"hero config {path} not found; set hero.config or hero.base_model") from exc
+        if data.get("architecture", "qwen3") != "qwen3":
+            raise HeroError(f"{path}: key 'architecture': only qwen3 is built from a description")
+        for key in ("model", "tokenizer"):
+            if not isinstance(data.get(key), dict):
+                raise HeroError(f"{path}: key '{key}' must be a mapping")
+        return cls(Path(path), data["model"], data["tokenizer"])
+
+
+def byte_tokenizer(spec: dict[str, Any]):
+    """DIO's tokenizer: 256 byte tokens, no merges, plus special and added tokens; no download."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # The byte-level alphabet maps each of the 256 bytes to one printable character; ids follow
+    # byte order so id == byte value, which keeps dumps of token ids readable.
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=_byte_of)
+    vocab = {ch: i for i, ch in enumerate(alphabet)}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    # use_regex=False: with no merges, splitting words first would only cost time.
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = list(spec.get("special_tokens", []))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.get("added_tokens", [])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=spec.get("pad_token", specials[0] if specials else None),
+        eos_token=spec.get("eos_token"),
+        bos_token=None,
+        unk_token=None,
+        chat_template=spec.get("chat_template", CHAT_TEMPLATE),
+        model_max_length=int(spec.get("model_max_length", 1024)),
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def _byte_of(ch: str) -> int:
+    # GPT-2's bytes_to_unicode: printable latin-1 bytes map to themselves, the rest to 256 + n.
+    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    code = ord(ch)
+    if code in printable:
+        return code
+    others = [b for b in range(256) if b not in printable]
+    return others[code - 256]
+
+
+def build_hero(hero_cfg, repo_root: Path, seed: int = 0):
+    """A fresh hero: (model, tokenizer). `hero_cfg` is sentinels.config.HeroConfig."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    if hero_cfg.base_model:
+        path = Path(hero_cfg.base_model).expanduser()
+        if not (path / "config.json").is_file():
+            raise HeroError(f"hero.base_model {path} is not a Hugging Face model folder (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return model, ensure_pad(tokenizer)
+    spec_path = Path(hero_cfg.config)
+    spec = HeroSpec.read(spec_path if spec_path.is_absolute() else repo_root / spec_path)
+    tokenizer = byte_tokenizer(spec.tokenizer)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        **spec.model,
+    )
+    torch.manual_seed(seed)  # the same seed builds the same initial weights
+    model = Qwen3ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    log.info("built hero from %s: %.2fM parameters", spec.path, count_params(model) / 1e6)
+    return model, tokenizer
+
+
+def load_checkpoint_hero(path: Path):
+    """(model, tokenizer) from a checkpoint folder, exactly as any HF user would load it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model, ensure_pad(tokenizer)
+
+
+def ensure_pad(tokenizer):
+    # Batched generation and padding need a pad token; models without one pad with eos, which is
+    # safe because padded positions are masked out of attention and loss.
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def make_generate_fn(
+    model: torch.nn.Module, tokenizer, *, max_new_tokens: int = 64, batch_size: int = 64
+) -> GenerateFn:
+    """Batched greedy generation: user prompts -> assistant responses, via the chat template.
+
+    Prompts are sorted by length and run in batches, left-padded so every row's last prompt token
+    sits at the same position, with the KV cache on (`generate` reuses it): each new token costs one
+    forward over one position per row. The model's train/eval mode is restored afterwards.
+    """
+
+    @torch.no_grad()
+    def generate(prompts: list[str]) -> list[str]:
+        if not prompts:
+            return []
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
+        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+        out: list[str] = [""] * len(texts)
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        pad = tokenizer.pad_token_id
+        try:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    seq = encoded[i]
+                    ids[row, width - len(seq) :] = torch.tensor(seq)
+                    mask[row, width - len(seq) :] = 1
+                gen = model.generate(
+                    input_ids=ids.to(device),
+                    attention_mask=mask.to(device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    use_cache=True,
+                    pad_token_id=pad,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
+                for row, i in enumerate(idx):
+                    out[i] = tokenizer.decode(gen[row, width:], skip_special_tokens=True).strip()
+        finally:
+            model.train(was_training)
+        return out
+
+    return generate

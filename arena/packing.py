@@ -1,0 +1,85 @@
+"""Sequence packing: short examples laid end to end in rows of max_length tokens.
+
+Packed examples do NOT attend to each other. Each example's position ids restart at 0 inside its row,
+and the model is called with position ids, no attention mask and no KV cache: transformers then
+builds a block-diagonal causal mask from the position-id resets (`find_packed_sequence_indices` in
+masking_utils), on CPU (sdpa/eager) as on GPU. So a packed row computes exactly what the examples
+would compute alone, minus the padding. Targets never cross an example boundary: the last token of
+each example has weight 0.
+
+Packing is next-fit and streaming: examples are taken in the epoch's order, and a row is closed when
+the next example does not fit. Each row records how many examples of the order were consumed when it
+closed, so a battle that resumes from offset k (always a row boundary, since checkpoints fall between
+steps) packs exactly the same rows as the uninterrupted battle would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from arena.formatting import Example
+
+
+@dataclass
+class Row:
+    ids: list[int]
+    targets: list[int]
+    weights: list[float]
+    positions: list[int]
+    end: int  # examples of the epoch order consumed once this row is complete
+    examples: int
+
+    @property
+    def weight(self) -> float:
+        return sum(self.weights)
+
+
+def pack(examples: Iterable[Example], max_length: int, start: int = 0) -> Iterator[Row]:
+    """Rows from examples in order; `start` is the offset of the first example in the epoch order."""
+    ids: list[int] = []
+    targets: list[int] = []
+    weights: list[float] = []
+    positions: list[int] = []
+    count, n = start, 0
+    for ex in examples:
+        if ids and len(ids) + len(ex) > max_length:
+            yield Row(ids, targets, weights, positions, count, n)
+            ids, targets, weights, positions, n = [], [], [], [], 0
+        ids += ex.ids
+        # Position j predicts token j+1 of the same example; the last position predicts nothing.
+        targets += [*ex.ids[1:], 0]
+        weights += [*ex.weights[1:], 0.0]
+        positions += range(len(ex))
+        count += 1
+        n += 1
+    if ids:
+        yield Row(ids, targets, weights, positions, count, n)
+
+
+def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad rows to the longest one (pad positions weigh 0 and continue the last position run)."""
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    targets = torch.zeros((len(rows), width), dtype=torch.long)
+    weights = torch.zeros((len(rows), width), dtype=torch.float32)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.ids)
+        ids[i, :n] = torch.tensor(r.ids)
+        targets[i, :n] = torch.tensor(r.targets)
+        weights[i, :n] = torch.tensor(r.weights)
+        # Padding continues the last run of positions, so it joins the last example's block
+        # instead of opening a new one; its weight is 0 and it sits after every real token.
+        last = r.positions[-1]
+        positions[i, :n] = torch.tensor(r.positions)
+        positions[i, n:] = torch.arange(last + 1, last + 1 + width - n)
+    return {"input_ids": ids, "targets": targets, "weights": weights, "position_ids": positions}
+
+
+def dummy_row(pad_id: int) -> Row:
+    """A one-token row with no weight: keeps a rank busy at the end of an epoch (DDP needs every
+    rank to run the same number of micro-steps)."""
+    return Row([pad_id], [0], [0.0], [0], 0, 0)

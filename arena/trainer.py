@@ -1,0 +1,376 @@
+"""The trainer: the hero, its optimizer and schedule, and the fit loop of one battle.
+
+Plain PyTorch on 🤗 Accelerate: AdamW, linear warmup then cosine decay to a floor (continuous across
+quests: the global step, optimizer and schedule persist), gradient accumulation, clipping, precision
+from the config and a fixed seed. One quest is one battle: `epochs` passes over the file in a fixed
+per-epoch order, packed rows, loss weighted per token (see arena.formatting) and normalised by the
+total weight of the whole optimizer step across micro-steps and processes, so the gradient is the
+same whatever the split into micro-batches and ranks.
+
+Batch geometry: each optimizer step takes batch_size * grad_accum * num_processes packed rows; every
+rank packs the same stream and takes its own slice, so a 2-process run sees the same global batch as
+a 1-process run with twice the accumulation. Only rank 0 writes (events, checkpoints, ledger, quest
+progress); rank 0 also reads battle commands and broadcasts them.
+
+All resumable loop state is in `LoopState` and goes into every checkpoint's trainer_state.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from arena.checkpoints import CheckpointManager, crash_point
+from arena.formatting import Example, Formatter, QuestData, read_quest
+from arena.hero import build_hero, count_params, load_checkpoint_hero, make_generate_fn
+from arena.packing import Row, collate, dummy_row, pack
+from arena.reporting import Reporter, hero_stats
+
+log = logging.getLogger("realm.trainer")
+
+Poll = Callable[[], str | None]  # between steps: None, "stop" or "skip" (pause is handled inside)
+EvalHook = Callable[[Callable[[list[str]], list[str]], int], Any]
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    examples_trained: int = 0
+    tokens_trained: int = 0
+    completed_quests: int = 0
+    quest_id: int | None = None
+    quest_epoch: int = 0
+    quest_offset: int = 0
+    quest_done: bool = False
+    train_loss: float | None = None
+    val_loss: float | None = None
+    recent: list[float] = field(default_factory=list)  # last step losses, for a smooth train_loss
+
+
+def lr_lambda(warmup: int, decay: int, floor: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, decay))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+class Trainer:
+    def __init__(
+        self,
+        config,
+        home,
+        store,
+        reporter: Reporter,
+        accelerator,
+        repo_root: Path,
+        record_progress: Callable[[int, int, int], None] = lambda quest_id, offset, epoch: None,
+    ):
+        self.record_progress = record_progress  # QuestQueue.set_progress: called after each checkpoint
+        self.cfg, self.hero_cfg = config.training, config.hero
+        self.acc = accelerator
+        self.reporter = reporter
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        self.main = accelerator.is_main_process
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(self.cfg.threads or max(1, cores // self.world))
+        self.ckpts = CheckpointManager(home.models, store, self.cfg.keep_last)
+        latest = self.ckpts.latest()
+        random.seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+        if latest is not None:
+            model, self.tokenizer = load_checkpoint_hero(latest.path)
+            self.state = LoopState(**latest.loop_state())
+            log.info("resuming from %s (step %d)", latest.name, self.state.step)
+        else:
+            model, self.tokenizer = build_hero(self.hero_cfg, repo_root, seed=self.cfg.seed)
+            self.state = LoopState()
+        self.vocab_size = model.config.vocab_size
+        self.n_params = count_params(model)
+        decay, no_decay = [], []
+        for _name, p in model.named_parameters():
+            (decay if p.dim() >= 2 else no_decay).append(p)  # norms and biases are not decayed
+        opt = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.learning_rate,
+            betas=(0.9, 0.95),
+        )
+        # Not passed to accelerator.prepare: a prepared scheduler steps once per process per step.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            opt, lr_lambda(self.cfg.warmup_steps, self.cfg.decay_steps, self.cfg.min_lr_ratio)
+        )
+        if latest is not None and latest.ledger.get("has_optimizer"):
+            ts = latest.tensors_state()
+            opt.load_state_dict(ts["optimizer"])
+            self.scheduler.load_state_dict(ts["scheduler"])
+            torch.set_rng_state(ts["torch_rng"])
+            random.setstate(ts["python_rng"])
+        model.train()
+        self.model, self.optimizer = accelerator.prepare(model, opt)
+        self.formatter = Formatter(
+            self.tokenizer,
+            max_length=self.cfg.max_length,
+            think_weight=self.cfg.think_weight,
+            overlong=self.cfg.overlong,
+        )
+        self._speed: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, tokens, examples)
+
+    # ---- reading a quest ---------------------------------------------------------------------
+    def load(self, quest) -> QuestData:
+        return read_quest(
+            quest.path,
+            quest.spec,
+            self.formatter,
+            seed=self.cfg.seed,
+            quest_id=quest.id,
+            val_fraction=self.cfg.val_fraction,
+        )
+
+    def begin(self, quest) -> None:
+        """Point the loop state at a quest, unless it is the one the last checkpoint was inside."""
+        s = self.state
+        if s.quest_id != quest.id or s.quest_done:
+            s.quest_id, s.quest_epoch, s.quest_offset, s.quest_done = quest.id, 0, 0, False
+
+    # ---- one optimizer step ------------------------------------------------------------------
+    def train_step(self, rows: list[Row]) -> float:
+        B, W = self.cfg.batch_size, self.world
+        total_w = sum(r.weight for r in rows) or 1.0  # identical on every rank: all pack the same rows
+        n_micro = max(1, math.ceil(len(rows) / (B * W)))
+        pad = self.tokenizer.pad_token_id
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.acc.device)
+        for i in range(n_micro):
+            mine = rows[(i * W + self.rank) * B : (i * W + self.rank + 1) * B] or [dummy_row(pad)]
+            batch = {k: v.to(self.acc.device) for k, v in collate(mine, pad).items()}
+            # Gradients are all-reduced only on the last micro-step (DDP's no_sync for the others).
+            sync = self.acc.no_sync(self.model) if i < n_micro - 1 else contextlib.nullcontext()
+            with sync, self.acc.autocast():
+                logits = self.model(
+                    input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+                ).logits
+                ce = F.cross_entropy(
+                    logits.float().flatten(0, 1), batch["targets"].flatten(), reduction="none"
+                )
+                weighted = (ce * batch["weights"].flatten()).sum()
+                # DDP averages gradients over ranks; * W turns that average back into the sum.
+                self.acc.backward(weighted / total_w * W)
+            loss_sum += weighted.detach()
+        crash_point("mid_step")
+        if self.cfg.max_grad_norm > 0:
+            self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if W > 1:
+            loss_sum = self.acc.reduce(loss_sum, reduction="sum")
+        return float(loss_sum) / total_w  # .item(): a sync point, once per step
+
+    @torch.no_grad()
+    def val_loss(self, examples: list[Example]) -> float | None:
+        examples = examples[: self.cfg.val_max_examples]
+        if not examples:
+            return None
+        model = self.acc.unwrap_model(self.model)
+        model.eval()
+        total, weight = 0.0, 0.0
+        rows = list(pack(examples, self.cfg.max_length))
+        for i in range(0, len(rows), self.cfg.batch_size):
+            batch = collate(rows[i : i + self.cfg.batch_size], self.tokenizer.pad_token_id)
+            logits = model(
+                input_ids=batch["input_ids"].to(self.acc.device),
+                position_ids=batch["position_ids"].to(self.acc.device),
+                use_cache=False,
+            ).logits
+            targets, weights = batch["targets"].to(logits.device), batch["weights"].to(logits.device)
+            ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
+            total += float((ce * weights.flatten()).sum())
+            weight += float(batch["weights"].sum())
+        model.train()
+        return total / weight if weight else None
+
+    # ---- the battle ----------------------------------------------------------------------------
+    def fight(self, quest, data: QuestData, poll: Poll, on_eval: EvalHook, max_steps: int | None) -> str:
+        """Train on one quest from its recorded epoch/offset; returns completed, skipped or stopped."""
+        cfg, s, rep = self.cfg, self.state, self.reporter
+        n_train, rows_per_step = len(data.train), cfg.batch_size * cfg.grad_accum * self.world
+        t_start, ex_start = time.monotonic(), s.quest_epoch * n_train + s.quest_offset
+        while s.quest_epoch < cfg.epochs and n_train:
+            order = data.epoch_order(cfg.seed, quest.id, s.quest_epoch)
+            stream = pack((data.train[i] for i in order[s.quest_offset :]), cfg.max_length, s.quest_offset)
+            for rows, epoch_end in _chunks(stream, rows_per_step):
+                # The battle's last step skips the periodic blocks: the end-of-battle block below
+                # runs eval and checkpoint once, with the quest marked done.
+                last_step = epoch_end and s.quest_epoch == cfg.epochs - 1
+                # ---- control: pause/resume/stop/skip take effect between steps
+                action = self._sync(poll() if self.main else None)
+                if action in ("stop", "skip"):
+                    return self._halt(quest, data, action)
+                t0 = time.monotonic()
+                loss = self.train_step(rows)
+                s.step += 1
+                s.quest_offset = rows[-1].end
+                n_ex, n_tok = sum(r.examples for r in rows), sum(len(r.ids) for r in rows)
+                s.examples_trained += n_ex
+                s.tokens_trained += n_tok
+                s.recent = [*s.recent[-19:], loss]
+                s.train_loss = sum(s.recent) / len(s.recent)
+                self._speed.append((time.monotonic() - t0, n_tok, n_ex))
+                # ---- periodic: step event + published state (throttled)
+                done = s.quest_epoch * n_train + s.quest_offset
+                rep.step(self._step_payload(quest, loss, done, n_train, t_start, ex_start), self.hero())
+                # ---- periodic: guild eval hook
+                if s.step % cfg.eval_every == 0 and not last_step:
+                    self._eval(on_eval)
+                # ---- periodic: checkpoint
+                if s.step % cfg.save_steps == 0 and not last_step:
+                    self.save(quest, data)
+                if max_steps is not None and s.step >= max_steps and not last_step:
+                    return self._halt(quest, data, "stop")
+            s.quest_epoch, s.quest_offset = s.quest_epoch + 1, 0
+        # ---- last step of the battle: validation, eval, checkpoint, then the quest is done
+        s.val_loss = self.val_loss(data.val) if self.main else None
+        s.quest_done = True
+        s.completed_quests += 1
+        self._eval(on_eval)
+        self.save(quest, data)
+        crash_point("battle_end")
+        return "completed"
+
+    def _halt(self, quest, data: QuestData, action: str) -> str:
+        if action == "stop":
+            self.save(quest, data)
+            return "stopped"
+        self.state.quest_done = True  # a later checkpoint must not resume the abandoned quest
+        return "skipped"
+
+    def _eval(self, on_eval: EvalHook) -> None:
+        if not self.main:
+            return
+        fn = make_generate_fn(
+            self.acc.unwrap_model(self.model), self.tokenizer, max_new_tokens=self.cfg.max_new_tokens
+        )
+        try:
+            on_eval(fn, self.state.step)
+        except Exception as exc:  # a guild bug must not kill the battle; it is reported instead
+            log.exception("eval hook failed at step %d", self.state.step)
+            self.reporter.emit("trainer.error", message=f"eval hook failed: {exc}", step=self.state.step)
+
+    def _sync(self, action: str | None) -> str | None:
+        """Rank 0's command, seen by every rank (one small broadcast per step when world > 1)."""
+        if self.world == 1:
+            return action
+        from accelerate.utils import broadcast_object_list
+
+        while True:
+            box = [action]
+            broadcast_object_list(box, from_process=0)
+            # "wait" is rank 0's keepalive during a pause: other ranks keep listening.
+            if self.main or box[0] != "wait":
+                return box[0]
+
+    # ---- reporting -----------------------------------------------------------------------------
+    def hero(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "name": self.hero_cfg.name,
+            "params": self.n_params,
+            **hero_stats(
+                step=s.step,
+                train_loss=s.train_loss,
+                val_loss=s.val_loss,
+                completed=s.completed_quests,
+                vocab_size=self.vocab_size,
+                target_loss=self.hero_cfg.target_loss,
+            ),
+        }
+
+    def _step_payload(self, quest, loss, done, n_train, t_start, ex_start) -> dict[str, Any]:
+        secs = sum(x[0] for x in self._speed) or 1e-9
+        total = self.cfg.epochs * n_train
+        rate = (done - ex_start) / max(time.monotonic() - t_start, 1e-9)
+        hero = self.hero()
+        return {
+            "step": self.state.step,
+            "loss": round(loss, 5),
+            "lr": self.scheduler.get_last_lr()[0],
+            "tokens_per_s": round(sum(x[1] for x in self._speed) / secs, 1),
+            "examples_per_s": round(sum(x[2] for x in self._speed) / secs, 2),
+            "quest_id": quest.id,
+            "progress": round(done / total, 4) if total else 1.0,
+            "eta_s": round((total - done) / rate, 1) if rate > 0 else None,
+            "xp": hero["xp"],
+            "level": hero["level"],
+        }
+
+    # ---- checkpoint ----------------------------------------------------------------------------
+    def save(self, quest, data: QuestData | None = None) -> None:
+        """Checkpoint on rank 0, then record the quest offset that matches it."""
+        if not self.main:
+            return
+        s = self.state
+        if data is not None and not s.quest_done:  # at the battle's end it was just computed
+            s.val_loss = self.val_loss(data.val)
+        loss = s.val_loss if s.val_loss is not None else s.train_loss
+        cp = self.ckpts.save(
+            model=self.acc.unwrap_model(self.model),
+            tokenizer=self.tokenizer,
+            loop_state=asdict(s),
+            tensors_state={
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            },
+            ledger={
+                "train_loss": s.train_loss,
+                "val_loss": s.val_loss,
+                "learning_rate": self.scheduler.get_last_lr()[0],
+                "epoch": s.quest_epoch + (s.quest_offset / max(1, len(data.train)) if data else 0.0),
+                "perplexity": math.exp(min(loss, 50)) if loss is not None else None,
+                "training_file": quest.name if quest else None,
+                "quest_id": quest.id if quest else None,
+                "skill_name": getattr(quest, "skill", None),
+                "skill_level": getattr(quest, "level", None),
+                "total_examples_trained": s.examples_trained,
+            },
+        )
+        self.reporter.emit(
+            "checkpoint.saved",
+            step=s.step,
+            name=cp.name,
+            path=str(cp.path),
+            train_loss=s.train_loss,
+            val_loss=s.val_loss,
+        )
+        if quest is not None and not s.quest_done:
+            self.record_progress(quest.id, s.quest_offset, s.quest_epoch)
+        self.ckpts.prune()
+
+
+def _chunks(rows: Iterator[Row], n: int) -> Iterator[tuple[list[Row], bool]]:
+    """Steps of n rows, each with a flag that says it is the epoch's last (one row of lookahead)."""
+    buf: list[Row] = []
+    for r in rows:
+        if len(buf) == n:
+            yield buf, False
+            buf = []
+        buf.append(r)
+    if buf:
+        yield buf, True

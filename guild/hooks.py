@@ -1,0 +1,49 @@
+"""The guild's hooks into the arena daemon: evals during training and idle quests.
+
+`realm arena` calls `arena_hooks(realm)` once at start. The daemon owns the loop; the guild only
+answers two calls: `on_eval(generate, step)` (score DIO on each active skill's training level, apply
+progression, check achievements) and `on_idle()` (write an idle quest into inbox/ when nothing is
+waiting). The idle quest then goes through the same intake path as any dropped file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from guild.guild import Guild
+
+log = logging.getLogger(__name__)
+
+
+def _waiting_work(realm: Any) -> bool:
+    """True while a quest is queued, or a file sits in the inbox waiting for intake."""
+    queued = realm.store.scalar("SELECT count(*) FROM quests WHERE status IN ('queued', 'processing')")
+    if queued:
+        return True
+    return any(p.is_file() and not p.name.startswith(".") for p in realm.home.inbox.iterdir())
+
+
+def arena_hooks(realm: Any):
+    from arena.daemon import ArenaHooks
+
+    guild = Guild.from_realm(realm)
+    guild.ensure_eval_sets()
+    started = time.time()
+
+    def completed_quests() -> int:
+        return int(realm.store.scalar("SELECT count(*) FROM quests WHERE status = 'completed'"))
+
+    def on_eval(generate: Callable[[list[str]], list[str]], step: int) -> None:
+        guild.evaluate(generate, step)
+        guild.check_progress(step, completed_quests(), uptime_s=time.time() - started)
+
+    def on_idle() -> None:
+        if not realm.config.guild.auto_generate or _waiting_work(realm):
+            return
+        path = guild.write_idle_quest(realm.home.inbox)
+        log.info("the guild posted an idle quest: %s", path.name)
+
+    return ArenaHooks(on_eval=on_eval, on_idle=on_idle)
