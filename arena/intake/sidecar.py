@@ -27,6 +27,7 @@ SIDECAR_KEYS = frozenset(
         "level",
         "source",
         "description",
+        "epochs",
         *PROVENANCE_KEYS,
     }
 )
@@ -90,6 +91,8 @@ class Sidecar:
         out: dict[str, Any] = {k: d[k] for k in PROVENANCE_KEYS if k in d}
         if gen_id is not None:
             out["generator"] = {"id": gen_id, "version": gen_ver}
+        if "epochs" in d:
+            out["epochs"] = d["epochs"]
         extra = {k: v for k, v in d.items() if k not in SIDECAR_KEYS}
         if extra:
             out["extra"] = extra
@@ -123,6 +126,9 @@ def read_sidecar(path: Path) -> Sidecar:
     level = data.get("level")
     if level is not None and (type(level) is not int or level < 1):
         raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: level must be an integer >= 1")
+    epochs = data.get("epochs")
+    if epochs is not None and (type(epochs) is not int or not 1 <= epochs <= 1000):
+        raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: epochs must be an integer from 1 to 1000")
     return Sidecar(spec=spec, priority=priority, data=data)
 
 

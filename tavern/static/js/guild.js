@@ -7,7 +7,7 @@ function evalBlock(e) {
   const rows = (e.items || []).map((it) => el("tr", {},
     el("td", {}, el("pre", { class: "cell", text: it.prompt ?? "" })),
     el("td", {}, el("pre", { class: "cell", text: it.expected ?? "" })),
-    el("td", {}, el("pre", { class: "cell", text: it.response ?? "" })),
+    el("td", {}, el("pre", { class: "cell", text: it.answer ?? it.response ?? "" })),
     el("td", { class: it.correct ? "ok" : "no", text: it.correct ? "✔ right" : "✘ wrong" })));
   const table = el("table", { class: "evals" },
     el("thead", {}, el("tr", {}, ...["Problem", "Expected", "DIO's answer", "Verdict"].map((h) => el("th", { text: h })))),
