@@ -116,7 +116,11 @@ def test_idle_quest_and_sidecar(realm):
         "source": "guild",
     }
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    assert meta["count"] == len(lines) == 200  # no eval yet: the planner doubles practice
+    # No eval yet: the planner doubles practice (200 examples). Each distinct problem is written once
+    # and the sidecar asks for enough epochs to train about 200 examples.
+    assert meta["count"] == len(lines) == len({json.dumps(x) for x in lines})
+    assert meta["level_mix"] == {"1": 200}
+    assert meta["count"] * meta["epochs"] >= 200 > meta["count"] * (meta["epochs"] - 1)
     assert isinstance(meta["seed"], int)
     assert sidecar.stat().st_mtime_ns <= path.stat().st_mtime_ns
     first = lines[0]
