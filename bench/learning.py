@@ -96,9 +96,7 @@ def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    evals = realm.store.query(
-        "SELECT step, level, accuracy FROM evals WHERE skill = 'bin' ORDER BY id"
-    )
+    evals = realm.store.query("SELECT step, level, accuracy FROM evals WHERE skill = 'bin' ORDER BY id")
     last_step = realm.store.get_state("battle", {}).get("step")
     return {
         "bench": "learning",

@@ -21,8 +21,16 @@ from tests.conftest import REPO
 def test_fresh_realm_levels_bin_up_through_the_daemon(tmp_path):
     home = tmp_path / "home"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "learning.py"), "--levels", "1", "--budget-min", "12",
-         "--home", str(home)],
+        [
+            sys.executable,
+            str(REPO / "bench" / "learning.py"),
+            "--levels",
+            "1",
+            "--budget-min",
+            "12",
+            "--home",
+            str(home),
+        ],
         capture_output=True,
         text=True,
         timeout=900,

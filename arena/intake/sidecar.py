@@ -128,7 +128,9 @@ def read_sidecar(path: Path) -> Sidecar:
         raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: level must be an integer >= 1")
     epochs = data.get("epochs")
     if epochs is not None and (type(epochs) is not int or not 1 <= epochs <= 1000):
-        raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: epochs must be an integer from 1 to 1000")
+        raise IntakeRefusal(
+            "intake.sidecar", f"sidecar {side.name}: epochs must be an integer from 1 to 1000"
+        )
     return Sidecar(spec=spec, priority=priority, data=data)
 
 
