@@ -1,9 +1,8 @@
 """The Tavern in a real browser: Debian's chromium driven by Playwright against `realm tavern`.
 
 Screenshots land in test-artifacts/tavern/ (git-ignored). Training comes from the real
-`realm arena --max-steps N` when REALM_TAVERN_TRAINER=arena (the default once the arena command is
-registered), or from step events the test emits through EventLog (REALM_TAVERN_TRAINER=events), the
-same interface the trainer writes through.
+`realm arena --max-steps N` on a real BIN quest that went through intake; the tiny hero trains with
+small batches so the page moves within seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import yaml
 
 from tests.conftest import REALM_PY, REPO, free_port
 from tests.test_tavern_server import start_tavern, stop
-from tests.test_tavern_support import add_quest, emit_steps, seed_guild
+from tests.test_tavern_support import seed_guild
 
 pytestmark = pytest.mark.browser
 
@@ -48,13 +46,46 @@ if not Path(CHROMIUM).exists():
     pytest.skip("Debian chromium is not installed (make browser)", allow_module_level=True)
 
 
-def arena_registered() -> bool:
-    from realm import cli
+TRAINING = {
+    # Small, fast steps so the page has something to show within seconds.
+    "event_interval_s": 0.05,
+    "batch_size": 4,
+    "max_length": 128,
+    "warmup_steps": 5,
+    "save_steps": 100000,
+    "eval_every": 100000,
+}
 
-    return "arena" in cli.list_commands(None)
 
+def drop_training_quest(realm, name: str = "bin-practice.jsonl", epochs: int = 20) -> None:
+    """A real BIN quest from `realm skill generate`, through the real intake."""
+    from arena.intake import Intake
 
-TRAINER = os.environ.get("REALM_TAVERN_TRAINER") or ("arena" if arena_registered() else "events")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REALM_PY),
+            "skill",
+            "generate",
+            "bin",
+            "--level",
+            "3",
+            "--count",
+            "300",
+            "--seed",
+            "11",
+            "--home",
+            str(realm.home.root),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    (realm.home.inbox / (name + ".meta.json")).write_text(json.dumps({"spec": "skill_v1", "epochs": epochs}))
+    (realm.home.inbox / name).write_text(proc.stdout)
+    [quest] = Intake.for_realm(realm).scan()
+    assert quest.status == "queued", quest.reason
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +94,14 @@ def realm_home(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("tavern-browser")
     data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
-    data["training"]["event_interval_s"] = 0.05
+    data["training"].update(TRAINING)
     data["guild"]["auto_generate"] = False
     (home / "realm.yaml").write_text(yaml.safe_dump(data))
     realm = Realm.open(home)
     realm.init()
     seed_guild(realm)
-    add_quest(realm, "warmup.jsonl")
-    emit_steps(realm, 1, 30)
+    drop_training_quest(realm)
+    _join(_train(realm, 30))  # a real history before the first page load
     yield realm
     realm.store.close()
 
@@ -133,43 +164,29 @@ def test_page_loads_without_console_errors(page):
     assert page.errors == []
 
 
-def _train(realm, steps: int) -> subprocess.Popen | threading.Thread:
-    """Start training in the background: the real arena, or step events from a thread."""
-    last = realm.store.get_state("battle", {}).get("step", 0)
-    if TRAINER == "arena":
-        env = {k: v for k, v in os.environ.items() if k != "REALM_HOME"}
-        return subprocess.Popen(
-            [
-                sys.executable,
-                str(REALM_PY),
-                "arena",
-                "--max-steps",
-                str(last + steps),
-                "--home",
-                str(realm.home.root),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    from realm import Realm
-
-    def feed():  # its own facade: the store keeps one connection per thread anyway
-        r = Realm.open(realm.home.root)
-        emit_steps(r, last + 1, steps, sleep=0.03)
-        r.store.close()
-
-    t = threading.Thread(target=feed, daemon=True)
-    t.start()
-    return t
+def _train(realm, steps: int) -> subprocess.Popen:
+    """`realm arena --max-steps` in the background, `steps` past the last published step."""
+    last = realm.store.get_state("battle", {}).get("step", 0) or 0
+    env = {k: v for k, v in os.environ.items() if k != "REALM_HOME"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REALM_PY),
+            "arena",
+            "--max-steps",
+            str(last + steps),
+            "--home",
+            str(realm.home.root),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
-def _join(worker, timeout: float = 240) -> None:
-    if isinstance(worker, subprocess.Popen):
-        worker.wait(timeout)
-    else:
-        worker.join(timeout)
+def _join(worker: subprocess.Popen, timeout: float = 240) -> None:
+    assert worker.wait(timeout) == 0
 
 
 def test_xp_and_loss_chart_update_live(page, realm_home):
@@ -213,22 +230,36 @@ def test_upload_by_picker_queues_and_malformed_by_drop_shows_reason(page, tmp_pa
     assert page.errors == []
 
 
-def test_pause_and_resume_show_the_requested_state(page, realm_home):
-    # No trainer runs here: the command waits in the commands table and the UI says "requested"
-    # while the battle badge keeps the trainer's last published state.
+def battle_state(page) -> str | None:
+    return page.get_attribute("#battle-state", "data-state")
+
+
+def test_pause_and_resume_change_the_battle_state(page, realm_home):
+    from arena import control
+
     open_tavern(page)
-    before = page.get_attribute("#battle-state", "data-state")
-    page.click("#btn-pause")
-    page.wait_for_selector("#pending[data-action='pause']", timeout=5000)
-    assert page.text_content("#pending") == "pause requested"
-    page.click("#btn-resume")
-    page.wait_for_selector("#pending[data-action='resume']", timeout=5000)
-    assert page.get_attribute("#battle-state", "data-state") == before
-    actions = [
-        r["action"] for r in realm_home.store.query("SELECT action FROM commands WHERE status = 'pending'")
-    ]
-    assert actions[-2:] == ["pause", "resume"]
-    realm_home.store.query("DELETE FROM commands")  # leave no command for a trainer in a later test
+    worker = _train(realm_home, 100000)
+    try:
+        page.wait_for_function(
+            "document.getElementById('battle-state').dataset.state === 'fighting'", timeout=120000
+        )
+        page.click("#btn-pause")
+        page.wait_for_function(
+            "document.getElementById('battle-state').dataset.state === 'paused'", timeout=15000
+        )
+        step = realm_home.store.get_state("battle", {}).get("step")
+        page.wait_for_timeout(1500)  # paused means no step lands
+        assert realm_home.store.get_state("battle", {}).get("step") == step
+        page.click("#btn-resume")
+        page.wait_for_function(
+            "document.getElementById('battle-state').dataset.state === 'fighting'", timeout=15000
+        )
+        page.screenshot(path=str(ARTIFACTS / "resumed.png"))
+    finally:
+        control.send(realm_home.store, realm_home.events, "stop")
+        _join(worker)
+    actions = [r["action"] for r in realm_home.store.query("SELECT action FROM commands ORDER BY id")]
+    assert actions[-3:] == ["pause", "resume", "stop"]
     assert page.errors == []
 
 
@@ -239,7 +270,7 @@ def test_reload_mid_battle_shows_the_same_history(page, realm_home):
         "Number(document.getElementById('loss-chart').dataset.points) > 40", timeout=120000
     )
     _join(worker)
-    page.wait_for_timeout(500)  # the last pushes land
+    page.wait_for_timeout(1000)  # the last pushes land
     before = (xp(page), chart_points(page))
     page.reload()
     page.wait_for_selector("body[data-ready='1']", timeout=15000)
