@@ -5,9 +5,9 @@
 1. Latency: a real `realm tavern` (gunicorn) on a free loopback port, N python-socketio clients on
    WebSocket; a writer thread calls EventLog.emit with the send time in the payload; every client
    records receipt - send. Reports p50/p95/max over all (client, event) pairs. Target p95 <= 250 ms.
-2. Throughput: a training loop in a separate process (LABELLED STAND-IN: a CPU-bound torch MLP
-   that emits throttled step events like the trainer, until the real trainer is swapped in), run
-   with no clients connected and with N clients connected, alternating in the same run.
+2. Throughput: the real trainer (`realm arena` on DIO, a real BIN quest) in its own process, run
+   with no clients connected and with N clients connected, alternating in the same run; every step
+   event it writes is pushed to all connected clients.
    Reports median steps/s for each and the ratio. Target ratio >= 0.95.
 Prints one JSON object.
 """
@@ -31,44 +31,76 @@ sys.path.insert(0, str(REPO))
 log = logging.getLogger("bench.tavern")
 
 
-def stand_in_trainer(home: str, seconds: float) -> dict:
-    """CPU-bound torch loop + a step event every 0.5 s (the trainer's default throttle)."""
-    import torch
+BENCH_TRAINING = {"eval_every": 10**6, "save_steps": 10**6, "event_interval_s": 0.5}
 
+
+def prepare_home(home: Path) -> None:
+    """A realm home with one long real BIN quest queued (through intake), evals and idle quests off."""
+    import yaml
+
+    from arena.intake import Intake
+    from guild.client import open_skill
+    from guild.skills import load_skill
     from realm import Realm
 
+    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
+    data["training"].update(BENCH_TRAINING)
+    data["guild"]["auto_generate"] = False
+    (home / "realm.yaml").write_text(yaml.safe_dump(data))
     realm = Realm.open(home)
-    # One intra-op thread: with OpenMP's spin-waiting, a 2-thread loop on a shared 2-core box
-    # swings 50x whenever anything else runs, which would measure the neighbours, not the Tavern.
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.GELU(), torch.nn.Linear(512, 256))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(64, 256)
-    steps, last_emit = 0, 0.0
-    t0 = time.perf_counter()
-    while (now := time.perf_counter()) - t0 < seconds:
-        loss = (model(x) - x).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
-        if now - last_emit >= 0.5:
-            realm.events.emit("step", step=steps, loss=float(loss), sent=time.time(), stand_in=True)
-            last_emit = now
-    elapsed = time.perf_counter() - t0
-    return {"steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed}
+    realm.init()
+    items = open_skill(load_skill("bin")).generate(3, 400, 5)
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": it["prompt"]},
+                    {"role": "assistant", "content": it["expected"]},
+                ]
+            }
+        )
+        for it in items
+    ]
+    (realm.home.inbox / "bench.jsonl.meta.json").write_text(
+        json.dumps({"spec": "chat_sft_v1", "epochs": 1000})
+    )
+    (realm.home.inbox / "bench.jsonl").write_text("\n".join(dict.fromkeys(lines)) + "\n")
+    [quest] = Intake.for_realm(realm).scan()
+    assert quest.status == "queued", quest.reason
 
 
 def run_trainer(home: Path, seconds: float) -> float:
-    out = subprocess.run(
-        [sys.executable, __file__, "_trainer", "--home", str(home), "--train-seconds", str(seconds)],
-        capture_output=True,
-        text=True,
-        check=True,
+    """The real trainer: `realm arena` in its own process; steps/s from its own step events.
+
+    Start-up (loading the hero, resuming the checkpoint) is left out: the rate is measured from the
+    first step event of this run to the last one `seconds` later. Each run ends with `stop`.
+    """
+    from arena import control
+    from realm import Realm
+
+    realm = Realm.open(home)
+    start_id = realm.events.last_id()
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "realm.py"), "arena", "--home", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         cwd=REPO,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])["steps_per_s"]
+    try:
+        deadline = time.time() + 120
+        first = None
+        while first is None and time.time() < deadline:
+            evs = realm.events.since(start_id, kinds=["step"], limit=1)
+            first = evs[0] if evs else None
+            time.sleep(0.05)
+        if first is None:
+            raise RuntimeError("the arena produced no step event in 120 s")
+        time.sleep(seconds)
+        last = realm.events.since(first.id - 1, kinds=["step"], limit=10**6)[-1]
+    finally:
+        control.send(realm.store, realm.events, "stop")
+        proc.wait(120)
+    return (last.payload["step"] - first.payload["step"]) / (last.ts - first.ts)
 
 
 def connect_clients(url: str, n: int, latencies: list[float], lock: threading.Lock) -> list:
@@ -98,18 +130,13 @@ def pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "_trainer"])
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--rate", type=float, default=20.0, help="events per second during the latency test")
-    ap.add_argument("--train-seconds", type=float, default=4.0)
+    ap.add_argument("--train-seconds", type=float, default=8.0)
     ap.add_argument("--pairs", type=int, default=3, help="alternating with/without-clients trainer runs")
-    ap.add_argument("--home", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    if args.mode == "_trainer":
-        sys.stdout.write(json.dumps(stand_in_trainer(args.home, args.train_seconds)) + "\n")
-        return
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
     from realm import Realm
@@ -117,8 +144,8 @@ def main() -> None:
     from tests.test_tavern_server import start_tavern, stop
 
     home = Path(tempfile.mkdtemp(prefix="tavern-bench-"))
+    prepare_home(home)
     realm = Realm.open(home)
-    realm.init()
     port = free_port()
     proc = start_tavern(home, port)
     url = f"http://127.0.0.1:{port}"
@@ -167,7 +194,7 @@ def main() -> None:
             "max": round(max(ms), 1),
         },
         "latency_target_p95_ms": 250,
-        "trainer": "STAND-IN: CPU-bound torch MLP loop (1 thread) in a separate process, step events every 0.5 s (not the real trainer)",
+        "trainer": "real: realm arena (DIO, BIN L3 quest) in its own process, step events every 0.5 s",
         "trainer_steps_per_s": {
             "no_clients": round(none_sps, 1),
             "with_clients": round(with_sps, 1),

@@ -98,7 +98,13 @@ def test_remote_skill_quest_and_eval(skill_server, realm, tmp_path):
 
     quest = guild.write_idle_quest(realm.home.inbox, count=64)  # generated over HTTP
     lines = [json.loads(x) for x in quest.read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 64 and all(x["metadata"] == {"skill": "bin", "level": 1} for x in lines)
+    # 64 problems generated over HTTP; each distinct one is written once, with epochs to make up 64.
+    meta = json.loads(quest.with_name(quest.name + ".meta.json").read_text(encoding="utf-8"))
+    assert meta["level_mix"] == {"1": 64} and len(lines) == meta["count"] == len(
+        {json.dumps(x) for x in lines}
+    )
+    assert meta["count"] * meta["epochs"] >= 64
+    assert all(x["metadata"] == {"skill": "bin", "level": 1} for x in lines)
     evals = [
         json.loads(x) for x in (realm.home.root / "evalsets/bin/v1/level-01.jsonl").read_text().splitlines()
     ]
