@@ -1,14 +1,23 @@
 """Training throughput: our arena trainer against the HF Trainer, same hero, same data. Prints JSON.
 
-    .venv/bin/python bench/train_throughput.py [--examples 3000] [--threads 2]
+    .venv/bin/python bench/train_throughput.py [--uniform 800] [--mixed 160] [--threads 2]
 
-Both train DIO (built with the same seed) for one epoch over the same BIN-like chats
-("Compute: add(①⓪, ①①)" -> "①⓪①"), loss on the assistant tokens only:
-- ours: the real daemon (`ArenaDaemon`, in-process, default training config: 16 packed rows of 256
-  tokens per step), timed from battle.start to its last step event;
+Both train DIO (built with the same seed) for one epoch over the same chats, loss on the assistant
+tokens only, on two datasets:
+- "mixed" (the realm's real training data): guild skill problems from the local generators
+  (`LocalSkill(load_skill(...)).generate(level, n, seed=0)`), half BIN spread over levels 1..30 (a few
+  tokens up to 32-bit [show-work] problems) and half SY spread over levels 1..50 (long puzzles), as
+  {"messages": [user prompt, assistant expected]} chats, in a fixed shuffled order. Rows of 1,024
+  tokens (the hero's context; at the default 256 every SY puzzle would be refused, its answer cut
+  off): problems longer than that are dropped before either trainer sees them, and counted.
+- "uniform": the old BIN-like chats ("Compute: add(①⓪, ①①)" -> "①⓪①", ~56 tokens each), default
+  rows of 256 tokens: the case where padding wastes almost nothing.
+Trainers, on exactly the same examples (val_fraction 0, so ours trains on all of them too):
+- ours: the real daemon (`ArenaDaemon`, in-process, default training config otherwise: 16 packed
+  rows per step), timed from battle.start to its last step event;
 - HF Trainer: DataCollatorForSeq2Seq (pads each batch to its longest example, labels -100 on
-  padding), per_device_train_batch_size 16 (its usual setting), and again with the batch size
-  that gives it as many examples per step as ours, timed by its own train_runtime.
+  padding), per_device_train_batch_size 16 (its usual setting), and on the uniform data again with
+  the batch size that gives it as many examples per step as ours; timed by its own train_runtime.
 Throughput counts non-padding tokens only. Efficiency: model FLOPs/s (6 x params x tokens/s) as a
 fraction of a measured fp32 matmul peak (torch.mm, 1024^3, same threads) on this machine.
 """
@@ -16,9 +25,11 @@ fraction of a measured fp32 matmul peak (torch.mm, 1024^3, same threads) on this
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -28,6 +39,9 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+MIXED_MAX_LENGTH = 1024  # the hero's max_position_embeddings
+SKILLS = (("bin", 30), ("sy", 50))  # (skill, top level): the mixed data spreads evenly over 1..top
 
 
 def matmul_peak(n: int = 1024, reps: int = 20) -> float:
@@ -40,20 +54,82 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
-def ours(records: list[dict], tmp: Path) -> dict:
+def chat(prompt: str, answer: str) -> dict:
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+
+
+def skill_chats(n: int, seed: int = 0) -> list[dict]:
+    """n guild problems, half per skill, spread evenly over each skill's levels, shuffled."""
+    from guild.client import LocalSkill
+    from guild.skills import load_skill
+
+    records = []
+    for i, (skill_id, top) in enumerate(SKILLS):
+        skill = LocalSkill(load_skill(skill_id))
+        share = n // len(SKILLS) + (1 if i < n % len(SKILLS) else 0)
+        for k, level in enumerate(range(1, top + 1)):
+            count = share // top + (1 if k < share % top else 0)
+            if count:
+                items = skill.generate(level, count, seed)
+                records += [chat(it["prompt"], it["expected"]) | {"skill": skill_id} for it in items]
+    random.Random(seed).shuffle(records)
+    return records
+
+
+def formatter(max_length: int):
+    from arena.formatting import Formatter
+    from arena.hero import build_hero
+    from sentinels.config import HeroConfig, TrainingConfig
+
+    model, tok = build_hero(HeroConfig(), REPO, seed=TrainingConfig().seed)
+    return model, tok, Formatter(tok, max_length=max_length, think_weight=0.0, overlong="refuse")
+
+
+def fitting(records: list[dict], max_length: int) -> tuple[list[dict], dict]:
+    """The records that fit in max_length tokens (both trainers get exactly these), and length stats."""
+    from arena.formatting import FormatStats
+
+    _, _, fmt = formatter(max_length)
+    kept, lengths, by_skill = [], [], {}
+    for r in records:
+        ex = fmt.format({"messages": r["messages"]}, "chat_sft_v1", FormatStats())
+        skill = r.get("skill", "bin-like")
+        by_skill.setdefault(skill, [0, 0])[ex is None] += 1
+        if ex is not None:
+            kept.append({"messages": r["messages"]})
+            lengths.append(len(ex))
+    lengths.sort()
+    stats = {
+        "examples": len(kept),
+        "dropped_over_max_length": len(records) - len(kept),
+        "kept_dropped_by_skill": by_skill,
+        "max_length": max_length,
+        "tokens": sum(lengths),
+        "tokens_per_example": {
+            "min": lengths[0],
+            "median": lengths[len(lengths) // 2],
+            "mean": round(sum(lengths) / len(lengths), 1),
+            "max": lengths[-1],
+        },
+    }
+    return kept, stats
+
+
+def ours(records: list[dict], tmp: Path, max_length: int) -> dict:
     import yaml
 
     from arena.daemon import ArenaDaemon
     from arena.queue import QuestQueue
     from realm import Realm
 
-    home = tmp / "ours"
+    home = tmp / f"ours{max_length}"
     home.mkdir()
     cfg = {
         "training": {
+            "max_length": max_length,
             "save_steps": 100000,
             "eval_every": 100000,
-            "val_fraction": 0.01,
+            "val_fraction": 0.0,  # train on every example, as the HF Trainer does
             "event_interval_s": 0.5,
         }
     }
@@ -79,17 +155,15 @@ def ours(records: list[dict], tmp: Path) -> dict:
     }
 
 
-def hf_trainer(records: list[dict], tmp: Path, batch_size: int) -> dict:
+def hf_trainer(records: list[dict], tmp: Path, batch_size: int, max_length: int) -> dict:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from arena.formatting import FormatStats, Formatter
-    from arena.hero import build_hero
-    from sentinels.config import HeroConfig, TrainingConfig
+    from arena.formatting import FormatStats
+    from sentinels.config import TrainingConfig
 
     tc = TrainingConfig()
-    model, tok = build_hero(HeroConfig(), REPO, seed=tc.seed)
-    fmt, st = Formatter(tok, max_length=tc.max_length, think_weight=0.0), FormatStats()
-    data = []
+    model, tok, fmt = formatter(max_length)
+    st, data, padded = FormatStats(), [], 0
     for r in records:
         ex = fmt.format(r, "chat_sft_v1", st)
         # Same loss as ours: assistant tokens only (HF shifts labels inside the model).
@@ -100,7 +174,7 @@ def hf_trainer(records: list[dict], tmp: Path, batch_size: int) -> dict:
             }
         )
     args = TrainingArguments(
-        output_dir=str(tmp / f"hf{batch_size}"),
+        output_dir=str(tmp / f"hf{batch_size}-{max_length}"),
         per_device_train_batch_size=batch_size,
         num_train_epochs=1,
         learning_rate=tc.learning_rate,
@@ -116,14 +190,24 @@ def hf_trainer(records: list[dict], tmp: Path, batch_size: int) -> dict:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
-    collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+
+    def collator(features):
+        nonlocal padded
+        batch = pad(features)
+        padded += batch["input_ids"].numel()  # what the model computes on, padding included
+        return batch
+
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=collator)
-    out = trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # its metric dicts; stdout is the JSON
+        out = trainer.train()
     tokens = sum(len(d["input_ids"]) for d in data)
     secs = out.metrics["train_runtime"]
     return {
         "batch_size": batch_size,
         "tokens": tokens,
+        "padded_tokens": padded,
+        "padding_share": round(1 - tokens / padded, 3) if padded else None,
         "examples": len(data),
         "steps": out.global_step,
         "seconds": round(secs, 2),
@@ -132,45 +216,59 @@ def hf_trainer(records: list[dict], tmp: Path, batch_size: int) -> dict:
     }
 
 
+def compare(name: str, records: list[dict], tmp: Path, max_length: int, matched: bool) -> dict:
+    """Ours and the HF Trainer (batch 16, and the examples-per-step-matched batch) on one dataset."""
+    mine = ours(records, tmp, max_length)
+    res: dict = {"ours": mine, "hf_trainer_bs16": hf_trainer(records, tmp, 16, max_length)}
+    res["speedup_vs_hf_bs16"] = round(mine["tokens_per_s"] / res["hf_trainer_bs16"]["tokens_per_s"], 2)
+    if matched:
+        per_step = round(mine["examples"] / mine["steps"])
+        same = hf_trainer(records, tmp, per_step, max_length)
+        res[f"hf_trainer_bs{per_step}"] = same
+        res[f"speedup_vs_hf_bs{per_step}"] = round(mine["tokens_per_s"] / same["tokens_per_s"], 2)
+    print(f"[{name}] done: speedup vs HF bs16 {res['speedup_vs_hf_bs16']}x", file=sys.stderr)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=3000)
+    ap.add_argument("--uniform", type=int, default=800, help="BIN-like chats in the uniform dataset")
+    ap.add_argument("--mixed", type=int, default=160, help="guild problems generated for the mixed dataset")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(a.threads)
+    from arena.hero import build_hero, count_params
+    from sentinels.config import HeroConfig, TrainingConfig
     from tests.test_trainer import bin_chats
 
-    records = bin_chats(a.examples, seed=0, bits=7)
-    from arena.hero import build_hero, count_params
-    from sentinels.config import HeroConfig
-
+    default_len = TrainingConfig().max_length
+    mixed, mixed_stats = fitting(skill_chats(a.mixed, seed=0), MIXED_MAX_LENGTH)
+    uniform, uniform_stats = fitting(bin_chats(a.uniform, seed=0, bits=7), default_len)
     params = count_params(build_hero(HeroConfig(), REPO)[0])
     peak = matmul_peak()
+    out: dict = {
+        "machine": {"threads": a.threads, "fp32_matmul_peak_gflops": round(peak / 1e9, 1)},
+        "hero_params": params,
+    }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        mine = ours(records, tmp)
-        per_step = round(mine["examples"] / mine["steps"])
-        hf_usual = hf_trainer(records, tmp, 16)
-        hf_same = hf_trainer(records, tmp, per_step)
-    mfu = 6 * params * mine["tokens_per_s"] / peak
-    print(
-        json.dumps(
-            {
-                "machine": {"threads": a.threads, "fp32_matmul_peak_gflops": round(peak / 1e9, 1)},
-                "hero_params": params,
-                "examples": a.examples,
-                "ours": mine,
-                "hf_trainer_bs16": hf_usual,
-                f"hf_trainer_bs{per_step}": hf_same,
-                "speedup_vs_hf_bs16": round(mine["tokens_per_s"] / hf_usual["tokens_per_s"], 2),
-                f"speedup_vs_hf_bs{per_step}": round(mine["tokens_per_s"] / hf_same["tokens_per_s"], 2),
-                "model_flops_per_s": round(6 * params * mine["tokens_per_s"] / 1e9, 2),
-                "mfu_vs_matmul_peak": round(mfu, 3),
-            },
-            indent=2,
-        )
-    )
+        for name, records, stats, max_length, matched in (
+            ("mixed", mixed, mixed_stats, MIXED_MAX_LENGTH, False),
+            ("uniform", uniform, uniform_stats, default_len, True),
+        ):
+            res = compare(name, records, tmp, max_length, matched)
+            tps = res["ours"]["tokens_per_s"]
+            out[name] = {
+                "data": stats,
+                **res,
+                "model_flops_per_s_gflops": round(6 * params * tps / 1e9, 2),
+                "mfu_vs_matmul_peak": round(6 * params * tps / peak, 3),
+                "hf_bs16_mfu_vs_matmul_peak": round(
+                    6 * params * res["hf_trainer_bs16"]["tokens_per_s"] / peak, 3
+                ),
+            }
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
