@@ -47,8 +47,9 @@ def load_hooks(realm):
 @click.pass_context
 def arena(ctx, home, max_steps, max_quests, until_idle):
     """Run intake and the trainer in the foreground (what `realm up` starts)."""
-    from arena.daemon import ArenaDaemon, install_signal_handlers
+    from arena.daemon import ArenaDaemon
     from realm import setup_logging
+    from sentinels.guardian import install_signal_handlers
     from sentinels.locks import AlreadyRunning
 
     realm = realm_from(ctx, home)

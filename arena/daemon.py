@@ -31,7 +31,6 @@ reads commands and writes, and broadcasts its decisions.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -325,14 +324,3 @@ class ArenaDaemon:
         rep.publish(force=True, state="idle", quest_id=None, quest_name=None, val_loss=s.val_loss)
         rep.hero(tr.hero())
         return status
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM (realm down) and SIGINT (Ctrl-C) become `stop`: checkpoint, then exit."""
-
-    def handler(signum, _frame):
-        log.info("signal %s: stopping after a checkpoint", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
