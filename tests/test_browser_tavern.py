@@ -150,12 +150,14 @@ def chart_points(page) -> int:
     return int(page.get_attribute("#loss-chart", "data-points") or 0)
 
 
-def test_page_loads_without_console_errors(page):
+def test_page_loads_without_console_errors(page, realm_home):
     open_tavern(page)
     assert page.text_content("#hero-name") == "DIO"
     assert page.locator(".skill").count() >= 2
     assert page.locator("#achievements .achv").count() == 1
-    assert chart_points(page) >= 30
+    # Every step event of the warm-up battle is a point (events are throttled, so fewer than 30).
+    steps = realm_home.store.scalar("SELECT count(*) FROM events WHERE kind = 'step'")
+    assert steps >= 5 and chart_points(page) >= steps  # plus val-loss points from battle ends
     page.screenshot(path=str(ARTIFACTS / "main.png"), full_page=True)
     for path in ("/guild/bin", "/armory"):
         page.goto(path)

@@ -46,7 +46,7 @@ def test_fresh_realm_levels_bin_up_through_the_daemon(tmp_path):
     realm = Realm.open(home)
     evals = realm.store.query("SELECT level, accuracy FROM evals WHERE skill = 'bin' ORDER BY id")
     last3 = [e["accuracy"] for e in evals if e["level"] == 1][-3:]
-    assert len(last3) == 3 and sum(last3) / 3 >= 0.8
+    assert len(last3) == 3 and sum(last3) / 3 >= 0.8 - 1e-9  # the guild's own float tolerance
     assert realm.store.one("SELECT mastered_level FROM skills WHERE id = 'bin'")["mastered_level"] >= 1
     kinds = {e.kind for e in realm.events.since(0, limit=100000)}
     assert {"quest.queued", "battle.start", "eval.done", "skill.level_up", "checkpoint.saved"} <= kinds
