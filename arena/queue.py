@@ -81,6 +81,32 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
+def _move(src: Path, dest: Path, *, sidecar_first: bool = False) -> None:
+    """Rename a quest file and its sidecar (if any) inside the realm home.
+
+    The file goes first, so a missing file fails before its sidecar has moved. Into the inbox the
+    sidecar goes first instead: intake must find it the moment the quest file appears.
+    """
+    side = _sidecar(src)
+    if not sidecar_first:
+        os.replace(src, dest)
+    if side.exists():
+        os.replace(side, _sidecar(dest))
+    if sidecar_first:
+        os.replace(src, dest)
+
+
+def _insert(conn, cols: dict[str, Any], stamp: str) -> int:
+    """Insert a quests row with created_at and one more timestamp column set to now."""
+    lineage = cols.get("lineage", {})
+    cols = {**cols, "lineage": orjson.dumps(lineage, default=str).decode()}
+    cur = conn.execute(
+        f"INSERT INTO quests ({', '.join(cols)}, created_at, {stamp}) VALUES ({', '.join('?' * len(cols))}, ?, ?)",
+        [*cols.values(), now_iso(), now_iso()],
+    )
+    return int(cur.lastrowid)
+
+
 class QuestQueue:
     def __init__(self, home: RealmHome, store: Store, events: EventLog):
         self.home, self.store, self.events = home, store, events
@@ -126,20 +152,12 @@ class QuestQueue:
         """Move an accepted file into queue/<priority>/ and record it as queued."""
         if priority not in PRIORITIES:
             raise QueueError(f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}")
-        lineage = orjson.dumps(fields.pop("lineage", {}), default=str).decode()
-        cols = {"name": name, "status": "queued", "priority": priority, "lineage": lineage, **fields}
         with self.store.tx() as conn:
-            cur = conn.execute(
-                f"INSERT INTO quests ({', '.join(cols)}, created_at, queued_at) VALUES"
-                f" ({', '.join('?' * len(cols))}, ?, ?)",
-                [*cols.values(), now_iso(), now_iso()],
+            qid = _insert(
+                conn, {"name": name, "status": "queued", "priority": priority, **fields}, "queued_at"
             )
-            qid = int(cur.lastrowid)
             dest = self.home.queue_dir(priority) / f"{qid:06d}__{name}"
-            os.replace(src, dest)
-            side = _sidecar(src)
-            if side.exists():
-                os.replace(side, _sidecar(dest))
+            _move(src, dest)
             conn.execute("UPDATE quests SET path = ?, seq = ? WHERE id = ?", (self._rel(dest), qid, qid))
         quest = self.get(qid)
         self.events.emit(
@@ -155,15 +173,8 @@ class QuestQueue:
 
     def reject(self, src: Path, *, name: str, reason: str, error: dict[str, Any], **fields: Any) -> Quest:
         """Keep a refused file in queue/failed/ with FILE.error.json beside it; never delete it."""
-        lineage = orjson.dumps(fields.pop("lineage", {}), default=str).decode()
-        cols = {"name": name, "status": "failed", "reason": reason, "lineage": lineage, **fields}
         with self.store.tx() as conn:
-            cur = conn.execute(
-                f"INSERT INTO quests ({', '.join(cols)}, created_at, finished_at) VALUES"
-                f" ({', '.join('?' * len(cols))}, ?, ?)",
-                [*cols.values(), now_iso(), now_iso()],
-            )
-            qid = int(cur.lastrowid)
+            qid = _insert(conn, {"name": name, "status": "failed", "reason": reason, **fields}, "finished_at")
             dest, err_path = self._to_failed(src, qid, name, reason, error)
             conn.execute(
                 "UPDATE quests SET path = ?, error_path = ? WHERE id = ?",
@@ -213,10 +224,7 @@ class QuestQueue:
                     ("file missing from the queue folder", now_iso(), quest.id),
                 )
             dest = self.home.queue_dir("processing") / quest.path.name
-            os.replace(quest.path, dest)
-            side = _sidecar(quest.path)
-            if side.exists():
-                os.replace(side, _sidecar(dest))
+            _move(quest.path, dest)
             conn.execute(
                 "UPDATE quests SET status = 'processing', path = ?, started_at = coalesce(started_at, ?)"
                 " WHERE id = ?",
@@ -239,10 +247,7 @@ class QuestQueue:
         dest = self.home.queue_dir("recently_completed") / quest.path.name if quest.path else None
         with self.store.tx() as conn:
             if quest.path and quest.path.exists():
-                os.replace(quest.path, dest)
-                side = _sidecar(quest.path)
-                if side.exists():
-                    os.replace(side, _sidecar(dest))
+                _move(quest.path, dest)
             conn.execute(
                 "UPDATE quests SET status = ?, reason = ?, path = ?, finished_at = ? WHERE id = ?",
                 (status, reason, self._rel(dest) if dest else None, now_iso(), quest_id),
@@ -257,10 +262,7 @@ class QuestQueue:
             raise QueueError(f"quest {quest_id} is {quest.status}; only a queued quest can change priority")
         dest = self.home.queue_dir(priority) / quest.path.name
         with self.store.tx() as conn:
-            os.replace(quest.path, dest)
-            side = _sidecar(quest.path)
-            if side.exists():
-                os.replace(side, _sidecar(dest))
+            _move(quest.path, dest)
             conn.execute(
                 "UPDATE quests SET priority = ?, path = ? WHERE id = ?", (priority, self._rel(dest), quest_id)
             )
@@ -297,10 +299,7 @@ class QuestQueue:
         if dest.exists():
             raise QueueError(f"inbox/{quest.name} already exists; move it away first")
         with self.store.tx() as conn:
-            side = _sidecar(quest.path)
-            if side.exists():
-                os.replace(side, _sidecar(dest))  # sidecar first: intake reads it with the file
-            os.replace(quest.path, dest)
+            _move(quest.path, dest, sidecar_first=True)
             conn.execute(
                 "UPDATE quests SET status = 'retried', path = NULL, finished_at = ? WHERE id = ?",
                 (now_iso(), quest_id),
@@ -319,10 +318,7 @@ class QuestQueue:
             dest = self.home.queue_dir(quest.priority) / quest.path.name
             with self.store.tx() as conn:
                 if quest.path.exists():
-                    os.replace(quest.path, dest)
-                    side = _sidecar(quest.path)
-                    if side.exists():
-                        os.replace(side, _sidecar(dest))
+                    _move(quest.path, dest)
                 elif not dest.exists():
                     log.error("quest %s lost its file %s", quest.id, quest.path)
                 conn.execute(
