@@ -1,10 +1,12 @@
 """Sequence packing: short examples laid end to end in rows of max_length tokens.
 
-Packed examples do NOT attend to each other. Each example's position ids restart at 0 inside its row,
-and the model is called with position ids, no attention mask and no KV cache: transformers then
-builds a block-diagonal causal mask from the position-id resets (`find_packed_sequence_indices` in
-masking_utils), on CPU (sdpa/eager) as on GPU. So a packed row computes exactly what the examples
-would compute alone, minus the padding. Targets never cross an example boundary: the last token of
+Packed examples do NOT attend to each other. Each row records its examples' lengths, and the trainer
+runs the model under `arena.attention.packed`, which attends within each example only and pays
+only for the example's own length. Each example's position ids also restart at 0 inside its row, so
+a model that cannot use packed attention still gets it right: called with position ids, no
+attention mask and no KV cache, transformers builds a block-diagonal causal mask from the
+position-id resets (`find_packed_sequence_indices` in masking_utils), slower but equal. Either way
+a packed row computes exactly what the examples would compute alone, minus the padding. Targets never cross an example boundary: the last token of
 each example has weight 0.
 
 Packing is next-fit and streaming: examples are taken in the epoch's order, and a row is closed when
@@ -31,6 +33,7 @@ class Row:
     positions: list[int]
     end: int  # examples of the epoch order consumed once this row is complete
     examples: int
+    lengths: list[int]  # token count of each example, in row order
 
     @property
     def weight(self) -> float:
@@ -43,20 +46,22 @@ def pack(examples: Iterable[Example], max_length: int, start: int = 0) -> Iterat
     targets: list[int] = []
     weights: list[float] = []
     positions: list[int] = []
+    lengths: list[int] = []
     count, n = start, 0
     for ex in examples:
         if ids and len(ids) + len(ex) > max_length:
-            yield Row(ids, targets, weights, positions, count, n)
-            ids, targets, weights, positions, n = [], [], [], [], 0
+            yield Row(ids, targets, weights, positions, count, n, lengths)
+            ids, targets, weights, positions, lengths, n = [], [], [], [], [], 0
         ids += ex.ids
         # Position j predicts token j+1 of the same example; the last position predicts nothing.
         targets += [*ex.ids[1:], 0]
         weights += [*ex.weights[1:], 0.0]
         positions += range(len(ex))
+        lengths.append(len(ex))
         count += 1
         n += 1
     if ids:
-        yield Row(ids, targets, weights, positions, count, n)
+        yield Row(ids, targets, weights, positions, count, n, lengths)
 
 
 def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
@@ -82,4 +87,4 @@ def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
 def dummy_row(pad_id: int) -> Row:
     """A one-token row with no weight: keeps a rank busy at the end of an epoch (DDP needs every
     rank to run the same number of micro-steps)."""
-    return Row([pad_id], [0], [0.0], [0], 0, 0)
+    return Row([pad_id], [0], [0.0], [0], 0, 0, [1])

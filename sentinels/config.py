@@ -100,6 +100,9 @@ class TrainingConfig:
     """At most this many held-out examples are scored for validation loss."""
     threads: int = 0
     """torch CPU threads per process; 0 means the machine's cores divided by the processes."""
+    packed_attention: bool = True
+    """Packed examples attend within themselves at their own length (arena.attention); off, a
+    dense block-diagonal mask over the whole row gives the same result, slower."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ class TavernConfig:
     """Server worker threads; each connected browser holds one while its WebSocket is open."""
     relay_interval_s: float = 0.05
     """How often the relay polls the event log for new events (the floor of push latency)."""
+    nice: int = 10
+    """CPU niceness of the Tavern process (0..19): the trainer beside it keeps the cores it needs,
+    and the Tavern takes what is left (its work is small and waits well)."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +300,8 @@ def _check_ranges(obj: Any, source: str, prefix: str) -> None:
             raise ConfigError(source, dotted, f"must be a positive integer, got {value}")
         if f.name in _FRACTIONS and isinstance(value, float) and not 0.0 <= value <= 1.0:
             raise ConfigError(source, dotted, f"must be between 0 and 1, got {value}")
+        if dotted == "tavern.nice" and not 0 <= value <= 19:
+            raise ConfigError(source, dotted, f"must be a niceness from 0 to 19, got {value}")
         if prefix == "ports" and not 0 < value < 65536:
             raise ConfigError(source, dotted, f"must be a TCP port (1-65535), got {value}")
 

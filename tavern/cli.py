@@ -3,7 +3,8 @@
     realm tavern [--port 8888] [--bind 127.0.0.1] [--home H]
 
 Holds run/tavern.lock so one Tavern serves a home; SIGTERM (from `realm down` through the guardian)
-stops it cleanly with exit code 0.
+stops it cleanly with exit code 0. Runs at CPU niceness `tavern.nice` (10): on a box shared with the
+trainer, the scheduler gives the trainer the cores first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ def tavern(ctx, port, bind, threads, home=None):
     realm = realm_from(ctx, home)
     setup_logging(realm, console=True)
     realm.ensure()
+    _lower_priority(realm.config.tavern.nice)
     host = bind or realm.config.bind
     port = port or realm.config.ports.tavern
     try:
@@ -35,6 +37,17 @@ def tavern(ctx, port, bind, threads, home=None):
         serve(realm, host, port, threads)
     finally:
         lock.release()
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise this process's niceness to `nice` (never lowers it: that needs privileges)."""
+    import logging
+    import os
+
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    logging.getLogger("realm.tavern").info("tavern niceness %d", max(nice, current))
 
 
 def _with_home(cmd: click.Command) -> click.Command:
