@@ -12,16 +12,23 @@
    step event the trainer writes is pushed to all connected clients. A window's rate is the
    trainer's own step count over its own timestamps (first to last step event in the window).
    Reports the median steps/s of each side and the ratio. Target ratio >= 0.95.
-   The clients stand in for browsers, which live on other machines: in this phase the bench
-   process that hosts them runs at niceness 19, so that it models remote clients instead of
-   taking the trainer's cores itself. The Tavern server gets no such help: it runs as `realm up`
-   runs it, at `tavern.nice` (10). Latency seen by the clients during the windows is reported too.
+   The clients stand in for browsers, which live on other machines. Here they share the
+   trainer's two cores, so the bench keeps their cost close to what remote browsers would cost
+   this machine (nothing): all N run as asyncio clients on one event loop in one thread (one
+   wake-up per pushed batch for all of them), the bench process runs at niceness 19 in this
+   phase, and the trainer is paused while 100 clients do their handshakes (start-up, not the
+   steady state measured). Measured without that, 100 threaded clients (~300 threads) woke on
+   every event and cost the trainer ~20% of its steps, with ~0.04 cores of their own: its two
+   OpenMP threads stall whenever either core is taken. The Tavern server gets no such help: it
+   runs as `realm up` runs it, at `tavern.nice` (10), and its CPU time is reported. Latency of
+   step events during the windows is reported too.
 Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -98,6 +105,40 @@ def start_trainer(home: Path) -> subprocess.Popen:
     return proc
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (the gunicorn worker)."""
+    import psutil
+
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+@contextlib.contextmanager
+def paused(realm):
+    """The trainer paused (through the same control path as `realm pause`) for the block."""
+    from arena import control
+
+    def wait_for(state: str) -> None:
+        deadline = time.time() + 60
+        while control.battle_state(realm.store).get("state") != state:
+            if time.time() > deadline:
+                raise RuntimeError(f"the trainer did not reach {state!r} in 60 s")
+            time.sleep(0.05)
+
+    control.send(realm.store, realm.events, "pause")
+    wait_for("paused")
+    try:
+        yield
+    finally:
+        control.send(realm.store, realm.events, "resume")
+        wait_for("fighting")
+
+
 def window_rate(realm, seconds: float) -> float:
     """The running trainer's steps/s over the next `seconds`, from its own step events."""
     start_id = realm.events.last_id()
@@ -108,28 +149,61 @@ def window_rate(realm, seconds: float) -> float:
     return (evs[-1].payload["step"] - evs[0].payload["step"]) / (evs[-1].ts - evs[0].ts)
 
 
-def connect_clients(
-    url: str, n: int, latencies: list[float], lock: threading.Lock, step_latencies: list[float]
-) -> list:
-    import socketio
+class ClientPool:
+    """N python-socketio AsyncClients on one asyncio loop in one thread.
 
-    clients = []
-    for _ in range(n):
-        c = socketio.Client(reconnection=False)
+    One loop wakes once per pushed batch for all N sockets, as N remote browsers would cost this
+    machine nothing; N threaded clients would wake ~3N threads per event on the trainer's cores.
+    Receipt times go to `latencies` (bench events) and `step_latencies` (step events)."""
 
-        def on_events(evs, _c=c):
-            now = time.time()
-            with lock:
+    def __init__(self, url: str, n: int):
+        import asyncio
+
+        self.url, self.n = url, n
+        self.latencies: list[float] = []
+        self.step_latencies: list[float] = []
+        self.clients: list = []
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True, name="clients").start()
+
+    def _run(self, coro, timeout: float = 120):
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def connect(self) -> None:
+        import asyncio
+
+        import socketio
+
+        async def one():
+            c = socketio.AsyncClient(reconnection=False)
+
+            @c.on("events")
+            async def on_events(evs):
+                now = time.time()
                 for e in evs:
                     if e["kind"] == "bench":
-                        latencies.append(now - e["payload"]["sent"])
+                        self.latencies.append(now - e["payload"]["sent"])
                     elif e["kind"] == "step":
-                        step_latencies.append(now - e["ts"])
+                        self.step_latencies.append(now - e["ts"])
 
-        c.on("events", on_events)
-        c.connect(url, transports=["websocket"], wait_timeout=20)
-        clients.append(c)
-    return clients
+            await c.connect(self.url, transports=["websocket"], wait_timeout=20)
+            return c
+
+        async def all_():
+            return list(await asyncio.gather(*(one() for _ in range(self.n))))
+
+        self.clients = self._run(all_())
+
+    def disconnect(self) -> None:
+        import asyncio
+
+        async def all_():
+            await asyncio.gather(*(c.disconnect() for c in self.clients))
+
+        self._run(all_())
+        self.clients = []
 
 
 def pct(values: list[float], q: float) -> float:
@@ -159,40 +233,40 @@ def main() -> None:
     proc = start_tavern(home, port)
     tavern_nice = os.getpriority(os.PRIO_PROCESS, proc.pid)
     url = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
-    step_latencies: list[float] = []
-    lock = threading.Lock()
+    pool = ClientPool(url, args.clients)
     runs: dict[str, list[float]] = {"no_clients": [], "with_clients": []}
     trainer = None
     try:
         # ---- 1. latency, no trainer running
         t0 = time.perf_counter()
-        clients = connect_clients(url, args.clients, latencies, lock, step_latencies)
+        pool.connect()
         connect_s = time.perf_counter() - t0
-        log.info("%d clients connected in %.1fs", len(clients), connect_s)
+        log.info("%d clients connected in %.1fs", len(pool.clients), connect_s)
         time.sleep(0.5)
         for i in range(args.events):
             realm.events.emit("bench", i=i, sent=time.time())
             time.sleep(1.0 / args.rate)
         deadline = time.time() + 10
-        while len(latencies) < args.clients * args.events and time.time() < deadline:
+        while len(pool.latencies) < args.clients * args.events and time.time() < deadline:
             time.sleep(0.05)
-        received = len(latencies)
-        for c in clients:
-            c.disconnect()
+        received = len(pool.latencies)
+        pool.disconnect()
         # ---- 2. throughput: one trainer, alternating windows without and with clients
         trainer = start_trainer(home)
         os.nice(19)  # the clients model remote browsers (see the module docstring)
         time.sleep(3)  # past the first steps' warm-up
+        tavern_cpu0 = process_cpu_s(proc.pid)
         for i in range(args.pairs):
             runs["no_clients"].append(window_rate(realm, args.window))
-            clients = connect_clients(url, args.clients, latencies, lock, step_latencies)
+            with paused(realm):  # 100 handshakes are start-up work, not the steady state measured
+                pool.connect()
             time.sleep(1)
             runs["with_clients"].append(window_rate(realm, args.window))
-            for c in clients:
-                c.disconnect()
+            with paused(realm):
+                pool.disconnect()
             time.sleep(1)
             log.info("pair %d: %.2f vs %.2f steps/s", i, runs["no_clients"][-1], runs["with_clients"][-1])
+        tavern_cpu = process_cpu_s(proc.pid) - tavern_cpu0
     finally:
         if trainer is not None:
             from arena import control
@@ -202,11 +276,13 @@ def main() -> None:
         stop(proc)
     none_sps = statistics.median(runs["no_clients"])
     with_sps = statistics.median(runs["with_clients"])
-    ms = [v * 1000 for v in latencies]
-    step_ms = [v * 1000 for v in step_latencies]
+    ms = [v * 1000 for v in pool.latencies[:received]]
+    step_ms = [v * 1000 for v in pool.step_latencies]
     result = {
         "server": "gunicorn gthread (1 worker) + Flask-SocketIO threading + simple-websocket",
         "tavern_niceness": tavern_nice,
+        "tavern_cpu_s_during_windows": round(tavern_cpu, 2),
+        "windows_total_s": round(2 * args.pairs * args.window, 1),
         "clients": args.clients,
         "events": args.events,
         "deliveries_expected": args.clients * args.events,

@@ -1,6 +1,6 @@
 """Training throughput: our arena trainer against the HF Trainer, same hero, same data. Prints JSON.
 
-    .venv/bin/python bench/train_throughput.py [--uniform 800] [--mixed 160] [--threads 2]
+    .venv/bin/python bench/train_throughput.py [--uniform 3200] [--mixed 480] [--threads 2]
 
 Both train DIO (built with the same seed) for one epoch over the same chats, loss on the assistant
 tokens only, on two datasets:
@@ -13,8 +13,9 @@ tokens only, on two datasets:
 - "uniform": the old BIN-like chats ("Compute: add(①⓪, ①①)" -> "①⓪①", ~56 tokens each), default
   rows of 256 tokens: the case where padding wastes almost nothing.
 Trainers, on exactly the same examples (val_fraction 0, so ours trains on all of them too):
-- ours: the real daemon (`ArenaDaemon`, in-process, default training config otherwise: 16 packed
-  rows per step), timed from battle.start to its last step event;
+- ours: the real daemon (`ArenaDaemon`, in-process, default training config otherwise: one flat
+  packed row of 16 x max_length tokens per step, per-example attention), timed from battle.start
+  to the battle's last step event (always written);
 - HF Trainer: DataCollatorForSeq2Seq (pads each batch to its longest example, labels -100 on
   padding), per_device_train_batch_size 16 (its usual setting), and on the uniform data again with
   the batch size that gives it as many examples per step as ours; timed by its own train_runtime.
@@ -232,8 +233,8 @@ def compare(name: str, records: list[dict], tmp: Path, max_length: int, matched:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--uniform", type=int, default=800, help="BIN-like chats in the uniform dataset")
-    ap.add_argument("--mixed", type=int, default=160, help="guild problems generated for the mixed dataset")
+    ap.add_argument("--uniform", type=int, default=3200, help="BIN-like chats in the uniform dataset")
+    ap.add_argument("--mixed", type=int, default=480, help="guild problems generated for the mixed dataset")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -10,13 +10,14 @@ What the levels degrade (see `params`):
   tile overlap       the chance that a word is chosen to share a tile with an earlier one, (L-1)/49
   red herrings       1 at L1 up to 8 at L50
   hint strength      tier = 1 + (L-1)//10: 1 definitions (glossary) or a mostly revealed word;
-                     2 categories or half the letters; 3 "ends like WORD" or a third of the letters;
-                     4 length and ending; 5 "starts with X". Half the clues use the level's tier, the
-                     rest any tier up to it, so high levels may hint with anything.
+                     2 categories or half the letters; 3 etymology ("from Old French compaignie")
+                     or "ends like WORD", else a third of the letters; 4 length and ending;
+                     5 "starts with X". Half the clues use the level's tier, the rest any tier up
+                     to it, so high levels may hint with anything.
 Words come from wordfreq's English frequency list, syllable tiles from pyphen's en_US hyphenation
-patterns (both installed packages; nothing is downloaded at run time), definitions and categories from
-the project's own glossary (guild/sy_words.py). Antonyms and etymology need a lexical database that
-ships its data; none is used yet.
+patterns, etymologies from the Etymological Wordnet shipped in the `ety` package (all installed
+packages; nothing is downloaded at run time), definitions and categories from the project's own
+glossary (guild/sy_words.py). Antonyms need a lexical database that ships its data; none is used yet.
 
 Answers: the canonical format is JSON {"answers": [{"clue": 1, "word": "PEOPLE", "tiles": ["PEO", "PLE"]},
 ...]}; the plain-text variant is one line per clue, `1. PEOPLE = PEO + PLE`. Each prompt says which.
@@ -29,6 +30,7 @@ import math
 import random
 import re
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from guild.generators import register
@@ -118,6 +120,10 @@ def _hint(rng: random.Random, word: str, tier: int) -> str:
     if t == 2:
         return f"category: {gloss[1]}" if gloss else f"fill in: {_pattern(rng, word, 0.5)}"
     if t == 3:
+        roots = _etymology().get(word)
+        if roots and rng.random() < 0.5:
+            lang, root = rng.choice(roots)
+            return f"from {lang} {root}"
         like = [w for w in _endings().get(word[-3:], ()) if w != word and not w.endswith(word)]
         if like:
             return f"ends like {rng.choice(like[:50]).upper()}"
@@ -125,6 +131,36 @@ def _hint(rng: random.Random, word: str, tier: int) -> str:
     if t == 4:
         return f"{len(word)} letters, ends in -{word[-2:].upper()}"
     return f"starts with {word[0].upper()}"
+
+
+@cache
+def _etymology() -> dict[str, tuple[tuple[str, str], ...]]:
+    """English word -> its direct roots [(language name, root)] from the Etymological Wordnet (as
+    shipped by `ety`; read as data, the package is not imported). Only roots in other languages,
+    written in plain letters and not containing the word itself: an English root (compute + -er)
+    or one that spells the answer (Middle English "question", Italian "nepotismo") gives it away."""
+    import importlib.util
+    import unicodedata
+
+    spec = importlib.util.find_spec("ety")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    names: dict[str, str] = {}
+    for f in ("iso-639-3.json", "iso-639-2.json"):  # 639-2 names win where both exist
+        if (data / f).exists():
+            names.update(json.loads((data / f).read_text(encoding="utf-8")))
+    out: dict[str, tuple[tuple[str, str], ...]] = {}
+    for word, roots in json.loads((data / "etymologies.json").read_text(encoding="utf-8"))["eng"].items():
+        keep = []
+        for root in roots:
+            for text, lang in root.items():
+                plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+                if lang == "eng" or lang not in names or not plain.isalpha() or word in plain.lower():
+                    continue
+                name = names[lang].split(";")[0].split(" (")[0]  # "English, Middle (1100-1500)"
+                keep.append((" ".join(reversed(name.split(", "))), text))  # -> "Middle English"
+        if keep:
+            out[word] = tuple(keep)
+    return out
 
 
 @cache
@@ -188,7 +224,7 @@ def _pick_words(rng: random.Random, level: int) -> list[str]:
 
 class SyGenerator:
     id = "sy"
-    version = 1
+    version = 2  # 2: etymology hints at tier 3
     max_level = 50
 
     def make(self, rng: random.Random, level: int) -> dict[str, Any]:
@@ -241,6 +277,7 @@ class SyGenerator:
             "words": "wordfreq 3.1.1 English frequency list (code Apache-2.0; data CC-BY-SA 4.0)",
             "syllables": "pyphen 0.18.1, hyph_en_US.dic (package GPL-2.0+/LGPL-2.1+/MPL-1.1; patterns BSD-style)",
             "definitions": "guild/sy_words.py, written for this project (MIT)",
+            "etymology": "ety 1.4.0 (MIT), shipping Gerard de Melo's Etymological Wordnet (CC BY-SA 3.0)",
             "downloads_at_run_time": False,
         }
 

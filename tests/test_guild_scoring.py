@@ -158,3 +158,20 @@ def test_check_cli_prints_accuracy(tmp_path, home, bin_items):
     f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     proc = run_realm("skill", "check", "bin", str(f), home=home, check=True)
     assert json.loads(proc.stdout) == {"n": 12, "correct": 6, "accuracy": 0.5}
+
+
+def test_sy_hints_use_every_tier_and_never_spell_the_answer(sy_items):
+    """Definitions, categories, etymology (the packaged Etymological Wordnet), endings and first
+    letters all appear, and no hint ever contains its own answer word."""
+    seen = set()
+    for it in sy_items:
+        clues = re.findall(r"^(\d+)\. \[\d tiles?\] (.+)$", it["prompt"], flags=re.M)
+        words = it["key"].split("|")[1:]
+        for (_, hint), word in zip(clues, words, strict=True):
+            assert word.upper() not in hint.upper().replace(" ", "").replace("_", ""), (word, hint)
+            seen.add(
+                hint.split(" ")[0]
+                if hint.startswith(("from ", "ends ", "starts ", "category:", "fill "))
+                else "gloss"
+            )
+    assert {"from", "ends", "starts", "category:", "fill", "gloss"} <= seen, seen
