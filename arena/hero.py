@@ -24,7 +24,7 @@ import yaml
 
 log = logging.getLogger("realm.hero")
 
-GenerateFn = Callable[[list[str]], list[str]]
+GenerateFn = Callable[..., list[str]]  # (prompts, max_new_tokens=None) -> responses
 
 # ChatML, the format Qwen models use: the markers are single special tokens in DIO's vocabulary.
 CHAT_TEMPLATE = (
@@ -159,8 +159,12 @@ def make_generate_fn(
     forward over one position per row. The model's train/eval mode is restored afterwards.
     """
 
+    default_budget = max_new_tokens
+
     @torch.no_grad()
-    def generate(prompts: list[str]) -> list[str]:
+    def generate(prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+        """Responses to `prompts`; `max_new_tokens` overrides the budget for this call."""
+        budget = max_new_tokens or default_budget
         if not prompts:
             return []
         texts = [
@@ -189,7 +193,7 @@ def make_generate_fn(
                 gen = model.generate(
                     input_ids=ids.to(device),
                     attention_mask=mask.to(device),
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=budget,
                     do_sample=False,
                     use_cache=True,
                     pad_token_id=pad,

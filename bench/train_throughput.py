@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 MIXED_MAX_LENGTH = 1024  # the hero's max_position_embeddings
+UNIFORM_MAX_LENGTH = 256  # 16 x 256 = 4,096 tokens a step, as the default config's 4 x 1,024
 SKILLS = (("bin", 30), ("sy", 50))  # (skill, top level): the mixed data spreads evenly over 1..top
 
 
@@ -127,6 +128,7 @@ def ours(records: list[dict], tmp: Path, max_length: int) -> dict:
     home.mkdir()
     cfg = {
         "training": {
+            "batch_size": 16,  # 16 x max_length tokens a micro-step: the geometry measured in PERFORMANCE.md
             "max_length": max_length,
             "save_steps": 100000,
             "eval_every": 100000,
@@ -240,10 +242,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(a.threads)
     from arena.hero import build_hero, count_params
-    from sentinels.config import HeroConfig, TrainingConfig
+    from sentinels.config import HeroConfig
     from tests.test_trainer import bin_chats
 
-    default_len = TrainingConfig().max_length
+    default_len = UNIFORM_MAX_LENGTH
     mixed, mixed_stats = fitting(skill_chats(a.mixed, seed=0), MIXED_MAX_LENGTH)
     uniform, uniform_stats = fitting(bin_chats(a.uniform, seed=0, bits=7), default_len)
     params = count_params(build_hero(HeroConfig(), REPO)[0])

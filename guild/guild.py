@@ -2,7 +2,7 @@
 
 guild = Guild.from_realm(realm)          # or Guild(home_root, store, events, config)
 guild.ensure_eval_sets()                 # at start (idempotent)
-guild.evaluate(generate, step)           # every training.eval_every steps; generate: prompts -> responses
+guild.evaluate(generate, step)           # every training.eval_every steps; generate(prompts, max_new_tokens)
 guild.check_progress(step, completed_quests, uptime_s=None)   # after each battle / periodically
 guild.write_idle_quest(realm.home.inbox) # when the queue is empty and guild.auto_generate
 """
@@ -26,6 +26,7 @@ from vault.events import EventLog
 from vault.store import Store
 
 log = logging.getLogger(__name__)
+ANSWER_MARGIN = 16  # tokens of eval budget beyond the longest expected answer
 QUEST_SEQ = "guild.quest_seq"
 
 
@@ -90,14 +91,20 @@ class Guild:
         return evalsets.load_eval_set(self.home_root, skill_id, level, self.cfg)
 
     # --- evals and progression ---------------------------------------------------------------------
-    def evaluate(self, generate: Callable[[list[str]], list[str]], step: int) -> list[dict[str, Any]]:
-        """Eval every active skill at its training level, store rows, emit events, apply progression."""
+    def evaluate(self, generate: Callable[..., list[str]], step: int) -> list[dict[str, Any]]:
+        """Eval every active skill at its training level, store rows, emit events, apply progression.
+
+        `generate(prompts, max_new_tokens)` answers greedily. The budget is per level: the longest
+        expected answer's UTF-8 bytes plus a margin (no tokenizer emits more tokens than bytes for
+        these texts), so a 4-word SY answer (~90 bytes) is not cut at a fixed 64 tokens, and a
+        one-line BIN answer does not wait for hundreds."""
         results = []
         for skill_id in self.cfg.skills:
             level = self.skill_state(skill_id)["training_level"]
             items = self.eval_set(skill_id, level)
             t0 = time.perf_counter()
-            responses = generate([it["prompt"] for it in items])
+            budget = max(len(it["expected"].encode()) for it in items) + ANSWER_MARGIN
+            responses = generate([it["prompt"] for it in items], max_new_tokens=budget)
             if len(responses) != len(items):
                 raise ValueError(f"generate returned {len(responses)} responses for {len(items)} prompts")
             client = self.client(skill_id)

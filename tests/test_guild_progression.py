@@ -20,7 +20,7 @@ def make_guild(realm, **overrides) -> Guild:
 def answering(guild: Guild, skill: str, n_right: int):
     """A fake hero that gets the first n_right prompts of each eval right and echoes the rest."""
 
-    def generate(prompts: list[str]) -> list[str]:
+    def generate(prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
         level = guild.skill_state(skill)["training_level"]
         gold = {it["prompt"]: it["expected"] for it in guild.eval_set(skill, level)}
         return [gold[p] + "\nDone!" if i < n_right else p for i, p in enumerate(prompts)]
@@ -70,15 +70,21 @@ def test_level_up_only_when_mean_of_last_three_reaches_threshold(realm):
 
 def test_each_skill_has_its_own_progress(realm):
     guild = make_guild(realm, skills=("bin", "sy"))
-    calls = []
+    calls, budgets = [], []
 
-    def gen(prompts):
+    def gen(prompts, max_new_tokens=None):
         calls.append(len(prompts))
+        budgets.append(max_new_tokens)
         return prompts
 
     rows = guild.evaluate(gen, 10)
     assert [(r["skill"], r["level"], r["accuracy"]) for r in rows] == [("bin", 1, 0.0), ("sy", 1, 0.0)]
     assert calls == [5, 5]
+    # The eval budget covers each level's longest answer: SY L1 answers are longer than 64 tokens.
+    for skill, budget in zip(("bin", "sy"), budgets, strict=True):
+        longest = max(len(it["expected"].encode()) for it in guild.eval_set(skill, 1))
+        assert budget == longest + 16
+    assert budgets[1] > 64
     with realm.store.tx() as conn:
         conn.execute("UPDATE skills SET mastered_level = 4 WHERE id = 'sy'")
     assert guild.skill_state("sy")["training_level"] == 5
@@ -137,7 +143,7 @@ def test_idle_quest_and_sidecar(realm):
     dec = realm.store.one("SELECT * FROM planner_decisions")
     assert json.loads(dec["action"])["file"] == path.name and dec["outcome"] is None
     assert json.loads(dec["inputs"])["skills"][0]["skill"] == "bin"
-    guild.evaluate(lambda ps: ps, 50)
+    guild.evaluate(lambda ps, **_: ps, 50)
     outcome = json.loads(realm.store.one("SELECT outcome FROM planner_decisions")["outcome"])
     assert (outcome["level"], outcome["accuracy"], outcome["step"]) == (1, 0.0, 50)
     second = guild.write_idle_quest(inbox)

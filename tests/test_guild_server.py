@@ -116,7 +116,7 @@ def test_remote_skill_quest_and_eval(skill_server, realm, tmp_path):
     assert not {" ".join(x["messages"][0]["content"].split()) for x in lines} & quarantined
 
     gold = {e["prompt"]: e["expected"] for e in evals}
-    [row] = guild.evaluate(lambda prompts: [gold[p] for p in prompts], step=10)
+    [row] = guild.evaluate(lambda prompts, **_: [gold[p] for p in prompts], step=10)
     assert (row["skill"], row["level"], row["n"], row["correct"], row["accuracy"]) == ("bin", 1, 5, 5, 1.0)
-    [echo] = guild.evaluate(lambda prompts: list(prompts), step=20)
+    [echo] = guild.evaluate(lambda prompts, **_: list(prompts), step=20)
     assert echo["accuracy"] == 0.0
