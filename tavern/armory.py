@@ -4,11 +4,14 @@ The effective file is `<home>/realm.yaml` when present, else the repo's `configs
 Edits are validated by `sentinels.config.parse_config` (the same gate as start-up) and written to
 `<home>/realm.yaml` only (temp file + rename), so the repo's defaults are never touched. Changed
 keys under `RESTART_KEYS` are reported as needing a restart; the rest apply when a service next
-reads its config.
+reads its config. Saving keeps the file's comments and key order: a YAML text edit is written as
+typed, and a structured edit is merged into a round-trip load (ruamel.yaml) of the effective file,
+so only changed values move.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,34 @@ def read(realm: Any) -> dict[str, Any]:
     }
 
 
+HEADER = "# Realm config for this home, written by the Tavern's Armory (validated by sentinels.config).\n"
+
+
+def _merge(doc: Any, data: dict[str, Any]) -> None:
+    """Make the round-trip map `doc` hold `data`, touching only what differs."""
+    for key in [k for k in doc if k not in data]:
+        del doc[key]
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            _merge(doc[key], value)
+        elif key not in doc or doc[key] != value:
+            doc[key] = value
+
+
+def _merged_text(source: str, data: dict[str, Any]) -> str:
+    from ruamel.yaml import YAML
+
+    rt = YAML()  # round-trip mode: comments, order and flow style survive
+    rt.representer.add_representer(  # `key: null` as written, not an empty value
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    doc = rt.load(source) or {}
+    _merge(doc, data)
+    buf = io.StringIO()
+    rt.dump(doc, buf)
+    return buf.getvalue()
+
+
 def write(realm: Any, body: Any) -> dict[str, Any]:
     """Validate and save a new config; body is {"config": {...}} or {"yaml": "..."}."""
     if not isinstance(body, dict) or not ({"config", "yaml"} & body.keys()):
@@ -79,9 +110,14 @@ def write(realm: Any, body: Any) -> dict[str, Any]:
     old = _flatten(_effective(realm))
     new = _flatten({k: v for k, v in parsed.to_dict().items() if k != "home"})
     changed = sorted(k for k in new if old.get(k) != new[k])
-    header = "# Realm config for this home, written by the Tavern's Armory (validated by sentinels.config).\n"
+    if "yaml" in body:
+        text = body["yaml"]
+    else:
+        text = _merged_text(config_path(realm).read_text(encoding="utf-8"), data)
+    if not text.startswith(HEADER):
+        text = HEADER + text
     tmp = target.with_name(".realm.yaml.tmp")
-    tmp.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, target)
     return {
         "saved": True,

@@ -192,8 +192,12 @@ def test_config_read_validate_and_write_to_home(client, realm):
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["changed"] == ["ports.tavern", "training.batch_size"]
     assert r.get_json()["restart_needed"] == ["ports.tavern"]
-    saved = yaml.safe_load((realm.home.root / "realm.yaml").read_text())
+    text = (realm.home.root / "realm.yaml").read_text()
+    saved = yaml.safe_load(text)
     assert saved["training"]["batch_size"] == 8
+    # Only the changed values moved: the repo file's comments and flow lists are still there.
+    assert "# longest example (DIO's context)" in text and "skills: [bin, sy]" in text
+    assert "batch_size: 8" in text and "tavern: 9999" in text
     assert DEFAULT_CONFIG.read_text() == before
     assert client.get("/api/config").get_json()["source"] == "home"
     cfg["training"]["batch_size"] = "lots"
@@ -202,6 +206,9 @@ def test_config_read_validate_and_write_to_home(client, realm):
     assert r.get_json()["key"] == "training.batch_size" and "expected an integer" in r.get_json()["error"]
     r = client.put("/api/config", json={"yaml": "training: [unclosed"})
     assert r.status_code == 422
+    r = client.put("/api/config", json={"yaml": "# mine\ntraining:\n  batch_size: 2  # small\n"})
+    assert r.status_code == 200, r.get_json()
+    assert "batch_size: 2  # small" in (realm.home.root / "realm.yaml").read_text()
     assert client.put("/api/config", json={"nope": 1}).status_code == 400
 
 
