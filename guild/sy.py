@@ -10,14 +10,15 @@ What the levels degrade (see `params`):
   tile overlap       the chance that a word is chosen to share a tile with an earlier one, (L-1)/49
   red herrings       1 at L1 up to 8 at L50
   hint strength      tier = 1 + (L-1)//10: 1 definitions (glossary) or a mostly revealed word;
-                     2 categories or half the letters; 3 etymology ("from Old French compaignie")
-                     or "ends like WORD", else a third of the letters; 4 length and ending;
+                     2 categories or half the letters; 3 an antonym ("opposite of AFTER"), the
+                     etymology ("from Old French compaignie") or "ends like WORD" (a rhyme by
+                     spelling), else a third of the letters; 4 length and ending;
                      5 "starts with X". Half the clues use the level's tier, the rest any tier up
                      to it, so high levels may hint with anything.
 Words come from wordfreq's English frequency list, syllable tiles from pyphen's en_US hyphenation
 patterns, etymologies from the Etymological Wordnet shipped in the `ety` package (all installed
 packages; nothing is downloaded at run time), definitions and categories from the project's own
-glossary (guild/sy_words.py). Antonyms need a lexical database that ships its data; none is used yet.
+glossary, which also holds antonyms for the glossary words that have a clear one (guild/sy_words.py).
 
 Answers: the canonical format is JSON {"answers": [{"clue": 1, "word": "PEOPLE", "tiles": ["PEO", "PLE"]},
 ...]}; the plain-text variant is one line per clue, `1. PEOPLE = PEO + PLE`. Each prompt says which.
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from guild.generators import register
-from guild.sy_words import GLOSSARY
+from guild.sy_words import ANTONYMS, GLOSSARY
 
 BLOCKED = (
     "fuck",
@@ -120,6 +121,8 @@ def _hint(rng: random.Random, word: str, tier: int) -> str:
     if t == 2:
         return f"category: {gloss[1]}" if gloss else f"fill in: {_pattern(rng, word, 0.5)}"
     if t == 3:
+        if word in ANTONYMS and rng.random() < 0.5:
+            return f"opposite of {ANTONYMS[word].upper()}"
         roots = _etymology().get(word)
         if roots and rng.random() < 0.5:
             lang, root = rng.choice(roots)
@@ -224,7 +227,7 @@ def _pick_words(rng: random.Random, level: int) -> list[str]:
 
 class SyGenerator:
     id = "sy"
-    version = 2  # 2: etymology hints at tier 3
+    version = 3  # 2: etymology hints at tier 3; 3: antonym hints
     max_level = 50
 
     def make(self, rng: random.Random, level: int) -> dict[str, Any]:

@@ -91,3 +91,45 @@ GLOSSARY: dict[str, tuple[str, str]] = {
     "summer": ("the warmest season", "a time word"),
     "letter": ("a written message; a sign in the alphabet", "a noun for writing"),
 }
+
+
+# Opposites for the glossary words that have a clear one (SY's tier-3 "opposite of X" hints). Written
+# for this project, like the glossary: no package on PyPI ships an English antonym list for offline
+# use (wn and nltk download WordNet at run time).
+ANTONYMS: dict[str, str] = {
+    "after": "before",
+    "before": "after",
+    "never": "always",
+    "always": "never",
+    "better": "worse",
+    "little": "big",
+    "under": "over",
+    "without": "with",
+    "different": "same",
+    "public": "private",
+    "anything": "nothing",
+    "nothing": "everything",
+    "everything": "nothing",
+    "today": "yesterday",
+    "later": "earlier",
+    "together": "apart",
+    "important": "trivial",
+    "early": "late",
+    "remember": "forget",
+    "happy": "sad",
+    "question": "answer",
+    "special": "ordinary",
+    "morning": "evening",
+    "winter": "summer",
+    "summer": "winter",
+    "believe": "doubt",
+    "children": "adults",
+    "women": "men",
+    "power": "weakness",
+    "problem": "solution",
+    "teacher": "student",
+    "someone": "no one",
+    "something": "nothing",
+    "until": "since",
+    "support": "oppose",
+}

@@ -84,4 +84,4 @@ def test_eval_sets_are_versioned_by_generator_version(tmp_path):
 def test_evalsets_cli(home):
     proc = run_realm("skill", "evalsets", home=home, check=True)
     assert "80 eval-set files" in proc.stdout
-    assert (home / "evalsets" / "sy" / "v2" / "level-50.jsonl").is_file()
+    assert (home / "evalsets" / "sy" / "v3" / "level-50.jsonl").is_file()
