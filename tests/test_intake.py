@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -347,9 +348,21 @@ def test_accept_upload_sanitises_name_and_limits_size(realm):
 
 def test_interrupted_claim_returns_to_inbox_on_watcher_start(realm):
     intake = make_intake(realm)
-    stale = realm.home.inbox / ".claimed" / "123-0-0"
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid whose process has exited: its claim was interrupted
+    stale = realm.home.inbox / ".claimed" / f"{gone.pid}-0-0"
     stale.mkdir(parents=True)
     (stale / "left.jsonl").write_bytes(jsonl([chat(1)]))
+    # A live claimer's file (this process's own scan, say) is work in progress, not left over.
+    live = realm.home.inbox / ".claimed" / f"{os.getpid()}-9-9"
+    live.mkdir(parents=True)
+    (live / "busy.jsonl").write_bytes(jsonl([chat(2)]))
+    assert intake.recover_claims() == [realm.home.inbox / "left.jsonl"]
+    assert (live / "busy.jsonl").exists()
+    (live / "busy.jsonl").unlink()
+    live.rmdir()
+    stale.mkdir()  # left there again, for the watcher's own recovery at start
+    os.replace(realm.home.inbox / "left.jsonl", stale / "left.jsonl")
     with InboxWatcher(intake):
         q = wait_for(lambda: (q := quest_named(realm, "left.jsonl")) and q)
     assert q["status"] == "queued"

@@ -109,11 +109,17 @@ class Intake:
         return done
 
     def recover_claims(self) -> list[Path]:
-        """After a crash: files left mid-intake go back to the inbox (run by the single daemon)."""
+        """After a crash: files left mid-intake go back to the inbox.
+
+        Only claims of processes that are gone: a claim token starts with its claimer's pid, and a
+        live claimer (this process's own watcher or scan included) is still working on its file.
+        Taking that file back once made one drop two quests, the first refused as an internal error."""
         back = []
         if not self.claims.is_dir():
             return back
         for tok in self.claims.iterdir():
+            if _claimer_alive(tok.name):
+                continue
             for p in sorted(tok.iterdir(), key=lambda p: p.name.endswith(".meta.json"), reverse=True):
                 dest = self.home.inbox / p.name
                 if not dest.exists():
@@ -337,6 +343,22 @@ class Intake:
                     f"{name} was taken by another intake and no quest appeared in {timeout_s:.0f}s"
                 )
             time.sleep(0.05)
+
+
+def _claimer_alive(token: str) -> bool:
+    try:
+        pid = int(token.split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _drop_empty(folder: Path) -> None:
