@@ -37,20 +37,9 @@ def parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def write_home_config(home: Path, overrides: dict) -> dict:
-    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
-    for dotted, value in overrides.items():
-        node = data
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    (home / "realm.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return data
-
-
 def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
     from realm import Realm
+    from tests.conftest import write_home_config
 
     config = write_home_config(home, overrides)
     realm = Realm.open(home)

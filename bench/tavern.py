@@ -51,17 +51,15 @@ BENCH_TRAINING = {"eval_every": 10**6, "save_steps": 10**6, "event_interval_s": 
 
 def prepare_home(home: Path) -> None:
     """A realm home with one long real BIN quest queued (through intake), evals and idle quests off."""
-    import yaml
-
     from arena.intake import Intake
     from guild.client import open_skill
     from guild.skills import load_skill
     from realm import Realm
+    from tests.conftest import write_home_config
 
-    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
-    data["training"].update(BENCH_TRAINING)
-    data["guild"]["auto_generate"] = False
-    (home / "realm.yaml").write_text(yaml.safe_dump(data))
+    write_home_config(
+        home, {**{f"training.{k}": v for k, v in BENCH_TRAINING.items()}, "guild.auto_generate": False}
+    )
     realm = Realm.open(home)
     realm.init()
     items = open_skill(load_skill("bin")).generate(3, 400, 5)

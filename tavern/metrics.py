@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from vault.schema import series_rows
 from vault.store import Store
 
 Axis = Literal["step", "time"]
@@ -21,7 +22,7 @@ Axis = Literal["step", "time"]
 def _series(store: Store, metric: str, axis: Axis, max_points: int) -> list[list]:
     """[[step, ts, value]...] of one metric: every point when they fit, else the rollup level with
     at most max_points / 2 buckets, each bucket giving its min and max point."""
-    where = "kind = 'step' AND loss IS NOT NULL" if metric == "loss" else "val_loss IS NOT NULL"
+    where = series_rows(metric)
     conn = store.connect()
     n = conn.execute(f"SELECT count(*) FROM series WHERE {where}").fetchone()[0]  # partial index
     if n <= max_points:

@@ -53,3 +53,18 @@ def realm(home: Path):
     r.init()
     yield r
     r.store.close()
+
+
+def write_home_config(home: Path, overrides: dict) -> dict:
+    """The repo's config with dotted-key overrides ("training.eval_every": 100), as <home>/realm.yaml."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    (home / "realm.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return data

@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REALM_PY, REPO, free_port
+from tests.conftest import REALM_PY, REPO, free_port, write_home_config
 from tests.test_tavern_server import start_tavern, stop
 from tests.test_tavern_support import seed_guild
 
@@ -93,10 +92,9 @@ def realm_home(tmp_path_factory):
     from realm import Realm
 
     home = tmp_path_factory.mktemp("tavern-browser")
-    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
-    data["training"].update(TRAINING)
-    data["guild"]["auto_generate"] = False
-    (home / "realm.yaml").write_text(yaml.safe_dump(data))
+    write_home_config(
+        home, {**{f"training.{k}": v for k, v in TRAINING.items()}, "guild.auto_generate": False}
+    )
     realm = Realm.open(home)
     realm.init()
     seed_guild(realm)

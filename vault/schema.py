@@ -59,6 +59,14 @@ def m002_checkpoint_ledger(db):
 SERIES_KINDS = ("step", "val", "battle.end", "checkpoint.saved")
 
 
+# The rows of `series` that make each chart metric (the rollup triggers, their partial indexes and
+# tavern.metrics all use these, so they cannot disagree); `r` qualifies the columns ("NEW." in a trigger).
+def series_rows(metric: str, r: str = "") -> str:
+    if metric == "loss":
+        return f"{r}kind = 'step' AND {r}loss IS NOT NULL"
+    return f"{r}val_loss IS NOT NULL"
+
+
 @migrations()
 def m003_loss_series(db):
     # The Tavern's loss chart reads (step, ts, loss, val_loss) of every step event. Pulling them out
@@ -109,14 +117,14 @@ def m004_loss_rollup(db):
             PRIMARY KEY (metric, axis, level, bucket)
         ) WITHOUT ROWID"""
     )
-    db.execute("CREATE INDEX series_train ON series(step) WHERE kind = 'step' AND loss IS NOT NULL")
-    db.execute("CREATE INDEX series_val ON series(step) WHERE val_loss IS NOT NULL")
+    db.execute(f"CREATE INDEX series_train ON series(step) WHERE {series_rows('loss')}")
+    db.execute(f"CREATE INDEX series_val ON series(step) WHERE {series_rows('val_loss')}")
 
-    def upsert(metric: str, row: str) -> str:
+    def upsert(metric: str, row: str, source: str = "rollup_levels l") -> str:
         x = f"CASE l.axis WHEN 'step' THEN {row}.step ELSE {row}.ts END"
         return f"""INSERT INTO rollup SELECT '{metric}', l.axis, l.level, CAST(({x}) / l.width AS INTEGER),
                 {row}.{metric}, {row}.step, {row}.ts, {row}.{metric}, {row}.step, {row}.ts, 1
-            FROM rollup_levels l WHERE ({x}) IS NOT NULL
+            FROM {source} WHERE ({x}) IS NOT NULL
             ON CONFLICT DO UPDATE SET
                 lo_step = CASE WHEN excluded.lo < lo THEN excluded.lo_step ELSE lo_step END,
                 lo_ts = CASE WHEN excluded.lo < lo THEN excluded.lo_ts ELSE lo_ts END,
@@ -126,18 +134,11 @@ def m004_loss_rollup(db):
                 hi = max(hi, excluded.hi),
                 n = n + 1"""
 
-    db.execute(
-        f"""CREATE TRIGGER series_rollup_train AFTER INSERT ON series
-            WHEN NEW.kind = 'step' AND NEW.loss IS NOT NULL BEGIN {upsert("loss", "NEW")}; END"""
-    )
-    db.execute(
-        f"""CREATE TRIGGER series_rollup_val AFTER INSERT ON series
-            WHEN NEW.val_loss IS NOT NULL BEGIN {upsert("val_loss", "NEW")}; END"""
-    )
-    # Existing history: the same upserts, row by row in step order, from the series table.
-    for metric, where in (
-        ("loss", "kind = 'step' AND loss IS NOT NULL"),
-        ("val_loss", "val_loss IS NOT NULL"),
-    ):
-        rows = f"(SELECT * FROM series WHERE {where} ORDER BY event_id) s, rollup_levels l"
-        db.execute(upsert(metric, "s").replace("rollup_levels l", rows))
+    for metric, name in (("loss", "series_rollup_train"), ("val_loss", "series_rollup_val")):
+        when = series_rows(metric, "NEW.")
+        db.execute(
+            f"CREATE TRIGGER {name} AFTER INSERT ON series WHEN {when} BEGIN {upsert(metric, 'NEW')}; END"
+        )
+        # Existing history: the same upserts, row by row in step order, from the series table.
+        rows = f"(SELECT * FROM series WHERE {series_rows(metric)} ORDER BY event_id) s, rollup_levels l"
+        db.execute(upsert(metric, "s", rows))
