@@ -2,8 +2,8 @@
 
 Why this exists: with packing alone, transformers turns position-id resets into a block-diagonal
 mask over the whole row, and SDPA then computes every (query, key) pair of the row and throws most
-away. A 1,024-token row of ten 100-token examples pays 10x the attention it needs, and at DIO's
-width (d=128) attention at that length costs more than all the matmuls together.
+away. A 1,024-token row of ten 100-token examples pays 10x the attention it needs, and at a small
+hero's width (DIO's d=192) attention over a whole row costs more than all the matmuls together.
 
 What it does: the trainer says where the examples are (`Segments`, built from the packed rows),
 and the attention function gathers each example into its own batch row, grouped by length with

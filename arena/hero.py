@@ -84,7 +84,7 @@ def byte_tokenizer(spec: dict[str, Any]):
         bos_token=None,
         unk_token=None,
         chat_template=spec.get("chat_template", CHAT_TEMPLATE),
-        model_max_length=int(spec.get("model_max_length", 1024)),
+        model_max_length=int(spec.get("model_max_length", 2048)),
         clean_up_tokenization_spaces=False,
     )
 

@@ -58,12 +58,12 @@ class HeroConfig:
 class TrainingConfig:
     seed: int = 1234
     """Seed for data order, init and dropout: the same seed gives the same run."""
-    batch_size: int = 4
+    batch_size: int = 2
     """Packed rows of max_length tokens per micro-step (with packed attention they form one flat
     row of batch_size x max_length tokens)."""
-    max_length: int = 1024
-    """Longest example in tokens (and the row length). DIO's context is 1,024: SY puzzles need
-    465+ tokens, BIN problems fit in far less."""
+    max_length: int = 2048
+    """Longest example in tokens (and the row length). DIO's context is 2,048: SY puzzles need
+    465 (L1) to ~1,800 (L50) tokens, BIN problems fit in far less."""
     grad_accum: int = 1
     """Micro-steps per optimizer step."""
     learning_rate: float = 2e-3

@@ -19,7 +19,7 @@ def hero():
 def test_default_hero_is_small_qwen3_with_byte_tokenizer(hero):
     model, tok = hero
     assert model.config.model_type == "qwen3"
-    assert 0.6e6 < count_params(model) < 1.2e6
+    assert 1.5e6 < count_params(model) < 2.0e6
     text = "Compute: add(①⓪, ①①) — héllo ✓ <think>x</think>"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
@@ -154,3 +154,33 @@ def test_any_local_hf_folder_becomes_the_hero(tmp_path, hero):
     assert weighted_text(t2, ex) == "a<|im_end|>\n"
     with pytest.raises(ValueError, match="not a Hugging Face model folder"):
         build_hero(HeroConfig(base_model=str(tmp_path / "nope")), REPO_ROOT)
+
+
+def test_every_skill_level_fits_the_default_context(hero):
+    """The default rows and DIO's context hold the longest problems of every level of both skills
+    (SY L50 puzzles are ~1,800 tokens), so the guild never trains on a cut-off answer."""
+    import random
+
+    from guild.generators import get_generator
+    from sentinels.config import TrainingConfig
+
+    model, tok = hero
+    limit = TrainingConfig().max_length
+    assert limit <= model.config.max_position_embeddings and limit <= tok.model_max_length
+    st = FormatStats()
+    for name in ("bin", "sy"):
+        g = get_generator(name)
+        for level in range(1, g.max_level + 1):
+            for seed in range(4):
+                it = g.make(random.Random(seed), level)
+                chat = {
+                    "messages": [
+                        {"role": "user", "content": it["prompt"]},
+                        {"role": "assistant", "content": it["expected"]},
+                    ]
+                }
+                assert fmt(tok, max_length=limit, overlong="refuse").format(chat, "chat_sft_v1", st), (
+                    name,
+                    level,
+                )
+    assert st.truncated == st.refused == 0

@@ -183,7 +183,7 @@ def test_skills_and_eval_history(client, realm):
 def test_config_read_validate_and_write_to_home(client, realm):
     before = DEFAULT_CONFIG.read_text()
     c = client.get("/api/config").get_json()
-    assert c["source"] == "repo" and c["config"]["training"]["batch_size"] == 4
+    assert c["source"] == "repo" and c["config"]["training"]["batch_size"] == 2
     assert "ports.tavern" in c["restart_keys"] and "home" not in c["config"]
     cfg = c["config"]
     cfg["training"]["batch_size"] = 8
