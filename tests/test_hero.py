@@ -19,7 +19,7 @@ def hero():
 def test_default_hero_is_small_qwen3_with_byte_tokenizer(hero):
     model, tok = hero
     assert model.config.model_type == "qwen3"
-    assert 1.5e6 < count_params(model) < 2.0e6
+    assert 2.0e6 < count_params(model) < 2.8e6
     text = "Compute: add(①⓪, ①①) — héllo ✓ <think>x</think>"
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
