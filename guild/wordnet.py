@@ -132,6 +132,8 @@ def _synset(pos: str, offset: int) -> str:
     data = _data(pos)
     key = b"%08d " % offset
     at = 0 if data.startswith(key) else data.find(b"\n" + key, max(0, offset - 1)) + 1
+    if at == 0 and not data.startswith(key):
+        raise KeyError(f"WordNet data.{POS_FILES[pos]} has no synset {offset}")
     return data[at : data.index(b"\n", at)].decode("utf-8").rstrip()
 
 
