@@ -119,6 +119,7 @@ def _pattern(rng: random.Random, word: str, reveal: float) -> str:
     return " ".join("_" if i in hidden else c for i, c in enumerate(word.upper()))
 
 
+@cache
 def _dictionary(word: str) -> dict[str, list[str]]:
     """Clue texts for `word` by kind, glossary first, then WordNet's first senses (guild/wordnet.py)."""
     gloss = GLOSSARY.get(word)
