@@ -73,9 +73,9 @@ def data_dir() -> Path | None:
 def _index() -> dict[str, tuple[tuple[str, int, tuple[int, ...]], ...]]:
     """lemma -> ((pos, tagged sense count, synset offsets most frequent first), ...), one-word lemmas."""
     root = data_dir()
-    out: dict[str, list[tuple[str, int, tuple[int, ...]]]] = {}
     if root is None:
         return {}
+    out: dict[str, list[tuple[str, int, tuple[int, ...]]]] = {}
     for pos, name in POS_FILES.items():
         for line in (root / f"index.{name}").read_text(encoding="utf-8").splitlines():
             if line.startswith(" "):
@@ -95,9 +95,9 @@ def _index() -> dict[str, tuple[tuple[str, int, tuple[int, ...]], ...]]:
 def _exceptions() -> dict[str, tuple[tuple[str, str], ...]]:
     """Irregular forms -> ((pos, base), ...) from WordNet's *.exc lists (children -> child)."""
     root = data_dir()
-    out: dict[str, list[tuple[str, str]]] = {}
     if root is None:
         return {}
+    out: dict[str, list[tuple[str, str]]] = {}
     for pos, name in POS_FILES.items():
         exc = root / f"{name}.exc"
         if exc.is_file():
@@ -131,9 +131,12 @@ def base_forms(word: str) -> list[tuple[str, str]]:
 def _synset(pos: str, offset: int) -> str:
     data = _data(pos)
     key = b"%08d " % offset
-    at = 0 if data.startswith(key) else data.find(b"\n" + key, max(0, offset - 1)) + 1
-    if at == 0 and not data.startswith(key):
-        raise KeyError(f"WordNet data.{POS_FILES[pos]} has no synset {offset}")
+    if data.startswith(key):
+        at = 0
+    else:
+        at = data.find(b"\n" + key, max(0, offset - 1)) + 1
+        if not at:
+            raise KeyError(f"WordNet data.{POS_FILES[pos]} has no synset {offset}")
     return data[at : data.index(b"\n", at)].decode("utf-8").rstrip()
 
 
