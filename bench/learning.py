@@ -1,11 +1,11 @@
-"""How fast does DIO master BIN? Runs the real arena daemon headless from a fresh home.
+"""How fast does DIO master a skill (BIN by default)? Runs the real arena daemon headless from a fresh home.
 
-    .venv/bin/python bench/learning.py [--levels 3] [--budget-min 30] [--home DIR] [--set KEY=VALUE ...]
+    .venv/bin/python bench/learning.py [--skill bin] [--levels 3] [--budget-min 30] [--home DIR] [--set KEY=VALUE ...]
 
 No files are dropped: the guild writes idle quests, the arena trains on them, evals run every
 `training.eval_every` steps, and a level is mastered when the mean of the last 3 evals reaches 0.8.
 The bench watches the `skills` table, stops the daemon through battle control when the target level
-is mastered (or the budget runs out), and prints JSON: wall minutes and steps at which each BIN level
+is mastered (or the budget runs out), and prints JSON: wall minutes and steps at which each level of the skill
 was mastered, and the hero and training config used. Exit code 0 when the target was reached, 1 if not.
 """
 
@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO))
 
 # Realm settings for the run; --set overrides any of them. The rest are the repo's defaults.
 DEFAULTS = {
-    "guild.skills": ["bin"],
     "training.eval_every": 100,
     "training.save_steps": 1000,
 }
@@ -37,7 +36,7 @@ def parse_value(text: str):
     return yaml.safe_load(text)
 
 
-def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
+def run(home: Path, skill: str, levels: int, budget_s: float, overrides: dict) -> dict:
     from realm import Realm
     from tests.conftest import write_home_config
 
@@ -62,11 +61,11 @@ def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
         while time.time() - t0 < budget_s:
             if proc.poll() is not None:
                 break
-            row = realm.store.one("SELECT mastered_level FROM skills WHERE id = 'bin'")
+            row = realm.store.one("SELECT mastered_level FROM skills WHERE id = ?", [skill])
             level = row["mastered_level"] if row else 0
             for ev in realm.events.since(0, kinds=["skill.level_up"], limit=100):
                 lvl = int(ev.payload.get("level", 0))
-                if ev.payload.get("skill") == "bin" and lvl not in mastered_at:
+                if ev.payload.get("skill") == skill and lvl not in mastered_at:
                     mastered_at[lvl] = {
                         "wall_min": round((ev.ts - t0) / 60, 2),
                         "step": ev.payload.get("step"),
@@ -85,10 +84,11 @@ def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    evals = realm.store.query("SELECT step, level, accuracy FROM evals WHERE skill = 'bin' ORDER BY id")
+    evals = realm.store.query("SELECT step, level, accuracy FROM evals WHERE skill = ? ORDER BY id", [skill])
     last_step = realm.store.get_state("battle", {}).get("step")
     return {
         "bench": "learning",
+        "skill": skill,
         "target_level": levels,
         "reached": reached,
         "budget_min": round(budget_s / 60, 1),
@@ -107,18 +107,19 @@ def run(home: Path, levels: int, budget_s: float, overrides: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--levels", type=int, default=3, help="stop once this BIN level is mastered")
+    ap.add_argument("--skill", default="bin", help="the guild skill to train and watch (bin or sy)")
+    ap.add_argument("--levels", type=int, default=3, help="stop once this level of the skill is mastered")
     ap.add_argument("--budget-min", type=float, default=30.0, help="give up after this many minutes")
     ap.add_argument("--home", type=Path, default=None, help="realm home (default: a fresh temp dir)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = ap.parse_args()
-    overrides = dict(DEFAULTS)
+    overrides = {**DEFAULTS, "guild.skills": [args.skill]}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
     home = args.home or Path(tempfile.mkdtemp(prefix="realm-learning-"))
     home.mkdir(parents=True, exist_ok=True)
-    result = run(home, args.levels, args.budget_min * 60, overrides)
+    result = run(home, args.skill, args.levels, args.budget_min * 60, overrides)
     print(json.dumps(result, indent=2))
     return 0 if result["reached"] else 1
 
