@@ -22,7 +22,9 @@ Trainers, on exactly the same examples (val_fraction 0, so ours trains on all of
 Throughput counts non-padding tokens only. Efficiency: model FLOPs/s (6 x params x tokens/s) as a
 fraction of a measured fp32 matmul peak (torch.mm, 1024^3, same threads, the best of five timings
 before and after the runs) on this machine; also with attention FLOPs counted (PaLM's convention),
-which the 6 x params formula leaves out and which long SY puzzles make large.
+which the 6 x params formula leaves out and which long SY puzzles make large. And the ceiling that
+attention sets: the causal SDPA rate measured here on the data's own lengths, and the most 6 x params
+efficiency any trainer with that kernel could show on the data (every other FLOP at the matmul peak).
 """
 
 from __future__ import annotations
@@ -73,6 +75,34 @@ def attention_flops(lengths: list[int], config) -> float:
     return sum(6 * config.num_hidden_layers * q * n * n for n in lengths)
 
 
+def attention_rate(lengths: list[int], config, per_width: int = 4) -> float:
+    """Measured training FLOPs/s of causal SDPA (forward and backward, one layer) on this machine for
+    examples of these lengths, grouped by width as the trainer groups them (arena.attention.bucket),
+    at most `per_width` timed per group and scaled to the group's count. FLOPs count real tokens
+    only, as attention_flops does, so the pads of a group lower the rate as they do in training."""
+    import torch.nn.functional as F
+
+    from arena.attention import bucket
+
+    heads = config.num_attention_heads
+    dim = getattr(config, "head_dim", config.hidden_size // heads)
+    groups: dict[int, list[int]] = {}
+    for n in lengths:
+        groups.setdefault(bucket(n), []).append(n)
+    flops = secs = 0.0
+    for width, ns in groups.items():
+        take = len(ns[:per_width])
+        q, k, v = (torch.randn(take, heads, width, dim, requires_grad=True) for _ in range(3))
+        best = float("inf")
+        for _ in range(2):  # the first call of a shape allocates; keep the faster
+            t0 = time.perf_counter()
+            F.scaled_dot_product_attention(q, k, v, is_causal=True).sum().backward()
+            best = min(best, time.perf_counter() - t0)
+        secs += best * len(ns) / take
+        flops += sum(6 * heads * dim * n * n for n in ns)
+    return flops / secs
+
+
 def chat(prompt: str, answer: str) -> dict:
     return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
 
@@ -104,8 +134,9 @@ def formatter(max_length: int):
     return model, tok, Formatter(tok, max_length=max_length, think_weight=0.0, overlong="refuse")
 
 
-def fitting(records: list[dict], max_length: int) -> tuple[list[dict], dict]:
-    """The records that fit in max_length tokens (both trainers get exactly these), and length stats."""
+def fitting(records: list[dict], max_length: int) -> tuple[list[dict], dict, list[int]]:
+    """The records that fit in max_length tokens (both trainers get exactly these), length stats, and
+    their token lengths."""
     from arena.formatting import FormatStats
 
     model, _, fmt = formatter(max_length)
@@ -133,7 +164,7 @@ def fitting(records: list[dict], max_length: int) -> tuple[list[dict], dict]:
             "max": lengths[-1],
         },
     }
-    return kept, stats
+    return kept, stats, lengths
 
 
 def ours(records: list[dict], tmp: Path, max_length: int, step_tokens: int) -> dict:
@@ -267,9 +298,11 @@ def main() -> None:
     from tests.test_trainer import bin_chats
 
     default_len = UNIFORM_MAX_LENGTH
-    mixed, mixed_stats = fitting(skill_chats(a.mixed, seed=0), MIXED_MAX_LENGTH)
-    uniform, uniform_stats = fitting(bin_chats(a.uniform, seed=0, bits=7), default_len)
-    params = count_params(build_hero(HeroConfig(), REPO)[0])
+    mixed, mixed_stats, mixed_lengths = fitting(skill_chats(a.mixed, seed=0), MIXED_MAX_LENGTH)
+    uniform, uniform_stats, uniform_lengths = fitting(bin_chats(a.uniform, seed=0, bits=7), default_len)
+    hero = build_hero(HeroConfig(), REPO)[0]
+    params = count_params(hero)
+    lengths_of = {"mixed": mixed_lengths, "uniform": uniform_lengths}
     peak = matmul_peak()
     out: dict = {
         "machine": {"threads": a.threads, "fp32_matmul_peak_gflops": round(peak / 1e9, 1)},
@@ -287,6 +320,8 @@ def main() -> None:
             out["machine"]["fp32_matmul_peak_gflops"] = round(peak / 1e9, 1)
             tps = res["ours"]["tokens_per_s"]
             attn_per_s = stats["attention_training_flops"] / res["ours"]["seconds"]
+            model_flops = 6 * params * stats["tokens"]
+            rate = attention_rate(lengths_of[name], hero.config)
             out[name] = {
                 "data": stats,
                 **res,
@@ -294,6 +329,13 @@ def main() -> None:
                 "mfu_vs_matmul_peak": round(6 * params * tps / peak, 3),
                 # PaLM's convention: attention FLOPs counted as model FLOPs too.
                 "mfu_with_attention_vs_matmul_peak": round((6 * params * tps + attn_per_s) / peak, 3),
+                # The most 6 x params efficiency any trainer with this attention kernel could show on
+                # this data here: every other FLOP at the matmul peak, attention at its measured rate.
+                "attention_sdpa_rate_gflops": round(rate / 1e9, 1),
+                "attention_share_of_model_flops": round(stats["attention_training_flops"] / model_flops, 3),
+                "mfu_ceiling_given_attention": round(
+                    model_flops / (model_flops / peak + stats["attention_training_flops"] / rate) / peak, 3
+                ),
                 "hf_bs16_mfu_vs_matmul_peak": round(
                     6 * params * res["hf_trainer_bs16"]["tokens_per_s"] / peak, 3
                 ),
