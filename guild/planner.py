@@ -5,12 +5,20 @@ Action = (skill, level mix, count). The skill is one of the active skills; the m
 last REVIEW_LEVELS mastered levels (so earlier levels are not forgotten); the count is one of
 COUNT_FACTORS x guild.idle_quest_size.
 
-Heuristic baseline (`heuristic_v1`), in the spirit of a policy we can later learn from its records:
+Heuristic baseline (`heuristic_v2`), in the spirit of a policy we can later learn from its records:
   - skill: the one furthest below its level-up threshold (mean of its recent evals at the training
     level; a skill never evaluated there counts as 0), plus 0.15 per quest since it was last chosen so
     no skill starves; ties go to the order of guild.skills.
   - count: x2 when that mean is below 0.3 (far from the goal: more practice before the next eval),
     x0.5 when it is at or above 0.6 (close: let the next eval come sooner), else x1.
+  - stalled skills back off (new in v2): a skill whose last STALL_EVALS evals at its training level
+    all scored 0 has its gap counted at STALL_WEIGHT and gets x0.5 quests. Why: the gap rule alone
+    gives most of the time to the skill the hero is worst at, and a skill it cannot learn yet stays
+    the worst forever. The default DIO (2.4M parameters, no pretraining) scores 0 on SY level 1 after
+    20 minutes of SY alone (docs/PERFORMANCE.md); v1 still chose SY at least every other idle quest,
+    and as an SY example is ~10x a BIN one in tokens, SY took ~90% of a default realm's steps. The starvation
+    bonus still brings a stalled skill back now and then, so it is retried, and one eval above 0
+    ends the stall. When every skill is stalled (a fresh hero), the weights are equal and v1's order holds.
 Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
 skill) is written into the same row when it arrives.
 """
@@ -24,10 +32,12 @@ from typing import Any
 
 from vault.store import Store
 
-POLICY = "heuristic_v1"
+POLICY = "heuristic_v2"
 COUNT_FACTORS = (0.5, 1.0, 2.0)
 REVIEW_LEVELS = 5
 STARVATION_BONUS = 0.15
+STALL_EVALS = 6  # evals in a row scoring 0 at the training level: 1,200 steps at eval_every 200
+STALL_WEIGHT = 0.25
 
 
 @dataclass(frozen=True)
@@ -39,10 +49,20 @@ class SkillView:
     recent: tuple[float, ...]
     threshold: float
     quests_since_chosen: int
+    zero_streak: int = 0  # the latest evals at the training level that scored 0, in a row
 
     def gap(self) -> float:
         mean = sum(self.recent) / len(self.recent) if self.recent else 0.0
         return max(0.0, self.threshold - mean)
+
+    @property
+    def stalled(self) -> bool:
+        return self.zero_streak >= STALL_EVALS
+
+    def priority(self) -> float:
+        return (
+            self.gap() * (STALL_WEIGHT if self.stalled else 1.0) + STARVATION_BONUS * self.quests_since_chosen
+        )
 
 
 def level_mix(training: int, mastered: int, count: int, review_share: float) -> dict[int, int]:
@@ -60,19 +80,30 @@ def level_mix(training: int, mastered: int, count: int, review_share: float) -> 
 def decide(views: list[SkillView], base_count: int, review_share: float) -> dict[str, Any]:
     if not views:
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
-    best = max(views, key=lambda v: (v.gap() + STARVATION_BONUS * v.quests_since_chosen, -views.index(v)))
+    best = max(views, key=lambda v: (v.priority(), -views.index(v)))
     mean = sum(best.recent) / len(best.recent) if best.recent else 0.0
-    factor = 2.0 if mean < 0.3 else 0.5 if mean >= 0.6 else 1.0
+    factor = 0.5 if best.stalled or mean >= 0.6 else 2.0 if mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
     return {
         "skill": best.skill,
         "training_level": best.training,
         "count": count,
         "count_factor": factor,
+        "stalled": best.stalled,
         "level_mix": {
             str(k): v for k, v in sorted(level_mix(best.training, best.mastered, count, review_share).items())
         },
     }
+
+
+def zero_streak(accuracies: list[float]) -> int:
+    """How many of these accuracies (newest first) are 0 before the first that is not."""
+    n = 0
+    for a in accuracies:
+        if a > 0:
+            break
+        n += 1
+    return n
 
 
 def quests_since_chosen(store: Store, skill: str) -> int:

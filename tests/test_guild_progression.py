@@ -165,3 +165,40 @@ def test_planner_heuristic_and_review_mix():
     assert act["level_mix"] == {"1": 17, "2": 17, "3": 17, "4": 205}
     assert sum(planner.level_mix(9, 8, 100, 0.25).values()) == 100
     assert set(planner.level_mix(9, 8, 100, 0.25)) == {4, 5, 6, 7, 8, 9}
+
+
+def test_planner_backs_off_a_stalled_skill():
+    """A skill at 0 for STALL_EVALS evals in a row yields to one that is learning, on half-size quests."""
+    v = planner.SkillView
+    n = planner.STALL_EVALS
+    assert planner.zero_streak([0.0, 0.0, 0.2, 0.0]) == 2 and planner.zero_streak([]) == 0
+    learning = v("bin", 0, 1, 30, (0.4, 0.2, 0.0), 0.8, 0, zero_streak=0)
+    # Not yet stalled: SY's bigger gap wins, with double-size quests (v1's rule).
+    sy = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 0, zero_streak=n - 1)
+    assert planner.decide([learning, sy], 512, 0.2)["skill"] == "sy"
+    assert planner.decide([sy], 512, 0.2)["count"] == 1024
+    # Stalled: BIN wins until SY's starvation bonus catches up; SY then gets half-size quests.
+    stalled = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 1, zero_streak=n)
+    assert planner.decide([learning, stalled], 512, 0.2)["skill"] == "bin"
+    starved = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 3, zero_streak=n)
+    act = planner.decide([learning, starved], 512, 0.2)
+    assert (act["skill"], act["count"], act["stalled"]) == ("sy", 256, True)
+    # Every skill stalled (a fresh hero): equal weights, the first in guild.skills goes first.
+    fresh = [v(s, 0, 1, 30, (0.0,) * 3, 0.8, 0, zero_streak=n) for s in ("bin", "sy")]
+    assert planner.decide(fresh, 512, 0.2)["skill"] == "bin"
+
+
+def test_guild_plan_counts_the_zero_streak_from_real_evals(realm):
+    guild = make_guild(realm, skills=("sy", "bin"))  # SY first: without the stall rule it wins the tie
+    with realm.store.tx() as conn:
+        for acc in [0.4] + [0.0] * planner.STALL_EVALS:
+            conn.execute(
+                "INSERT INTO evals(ts, step, skill, level, n, correct, accuracy, seconds, items)"
+                " VALUES (0, 0, 'sy', 1, 5, ?, ?, 0, '[]')",
+                (int(acc * 5), acc),
+            )
+    _, action = guild.plan()
+    inputs = json.loads(realm.store.one("SELECT inputs FROM planner_decisions ORDER BY id DESC")["inputs"])
+    sy = next(s for s in inputs["skills"] if s["skill"] == "sy")
+    assert sy["zero_streak"] == planner.STALL_EVALS
+    assert action["skill"] == "bin"  # BIN (never evaluated) has gap 0.8; stalled SY counts 0.2
