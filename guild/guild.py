@@ -214,11 +214,7 @@ class Guild:
                     recent=tuple(st["recent_accuracy"]),
                     threshold=self.threshold(s),
                     quests_since_chosen=planner.quests_since_chosen(self.store, s),
-                    zero_streak=planner.zero_streak(
-                        progression.recent_accuracies(
-                            self.store, s, st["training_level"], planner.STALL_EVALS
-                        )
-                    ),
+                    **progression.level_record(self.store, s, st["training_level"]),
                 )
             )
         action = planner.decide(views, self.cfg.idle_quest_size, self.cfg.review_share)

@@ -11,14 +11,17 @@ Heuristic baseline (`heuristic_v2`), in the spirit of a policy we can later lear
     no skill starves; ties go to the order of guild.skills.
   - count: x2 when that mean is below 0.3 (far from the goal: more practice before the next eval),
     x0.5 when it is at or above 0.6 (close: let the next eval come sooner), else x1.
-  - stalled skills back off (new in v2): a skill whose last STALL_EVALS evals at its training level
-    all scored 0 has its gap counted at STALL_WEIGHT and gets x0.5 quests. Why: the gap rule alone
+  - stalled skills back off (new in v2): a skill with at least STALL_EVALS evals at its training level,
+    none of them above 0, has its gap counted at STALL_WEIGHT and gets x0.25 quests. Why: the gap rule alone
     gives most of the time to the skill the hero is worst at, and a skill it cannot learn yet stays
     the worst forever. The default DIO (2.4M parameters, no pretraining) scores 0 on SY level 1 after
     20 minutes of SY alone (docs/PERFORMANCE.md); v1 still chose SY at least every other idle quest,
     and as an SY example is ~10x a BIN one in tokens, SY took ~90% of a default realm's steps. The starvation
     bonus still brings a stalled skill back now and then, so it is retried, and one eval above 0
-    ends the stall. When every skill is stalled (a fresh hero), the weights are equal and v1's order holds.
+    ends the stall. "None ever above 0" and not "the last few at 0": a skill the hero learned a little
+    and then forgot while another skill trained is learnable, and must not be starved (the first run
+    of v2 made BIN stall that way). When every skill is stalled, the weights are equal and v1's order
+    holds.
 Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
 skill) is written into the same row when it arrives.
 """
@@ -36,7 +39,7 @@ POLICY = "heuristic_v2"
 COUNT_FACTORS = (0.5, 1.0, 2.0)
 REVIEW_LEVELS = 5
 STARVATION_BONUS = 0.15
-STALL_EVALS = 6  # evals in a row scoring 0 at the training level: 1,200 steps at eval_every 200
+STALL_EVALS = 6  # evals at the training level, none above 0: 1,200 steps at eval_every 200
 STALL_WEIGHT = 0.25
 
 
@@ -49,7 +52,8 @@ class SkillView:
     recent: tuple[float, ...]
     threshold: float
     quests_since_chosen: int
-    zero_streak: int = 0  # the latest evals at the training level that scored 0, in a row
+    evals_at_level: int = 0  # evals at the training level so far
+    best_at_level: float = 0.0  # the best of them
 
     def gap(self) -> float:
         mean = sum(self.recent) / len(self.recent) if self.recent else 0.0
@@ -57,7 +61,7 @@ class SkillView:
 
     @property
     def stalled(self) -> bool:
-        return self.zero_streak >= STALL_EVALS
+        return self.evals_at_level >= STALL_EVALS and self.best_at_level <= 0.0
 
     def priority(self) -> float:
         return (
@@ -82,7 +86,7 @@ def decide(views: list[SkillView], base_count: int, review_share: float) -> dict
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
     best = max(views, key=lambda v: (v.priority(), -views.index(v)))
     mean = sum(best.recent) / len(best.recent) if best.recent else 0.0
-    factor = 0.5 if best.stalled or mean >= 0.6 else 2.0 if mean < 0.3 else 1.0
+    factor = 0.25 if best.stalled else 0.5 if mean >= 0.6 else 2.0 if mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
     return {
         "skill": best.skill,
@@ -94,16 +98,6 @@ def decide(views: list[SkillView], base_count: int, review_share: float) -> dict
             str(k): v for k, v in sorted(level_mix(best.training, best.mastered, count, review_share).items())
         },
     }
-
-
-def zero_streak(accuracies: list[float]) -> int:
-    """How many of these accuracies (newest first) are 0 before the first that is not."""
-    n = 0
-    for a in accuracies:
-        if a > 0:
-            break
-        n += 1
-    return n
 
 
 def quests_since_chosen(store: Store, skill: str) -> int:

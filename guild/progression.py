@@ -72,6 +72,15 @@ def recent_accuracies(store: Store, skill_id: str, level: int, window: int) -> l
     return [r["accuracy"] for r in rows]
 
 
+def level_record(store: Store, skill_id: str, level: int) -> dict[str, Any]:
+    """How many evals the skill has had at this level, and the best of them (the planner's stall test)."""
+    row = store.one(
+        "SELECT count(*) AS n, coalesce(max(accuracy), 0.0) AS best FROM evals WHERE skill = ? AND level = ?",
+        (skill_id, level),
+    )
+    return {"evals_at_level": int(row["n"]), "best_at_level": float(row["best"])}
+
+
 def should_level_up(accuracies: list[float], window: int, threshold: float) -> bool:
     """The rule in one place: a full window whose mean reaches the threshold."""
     # The epsilon keeps (1.0 + 1.0 + 0.4) / 3 = 0.7999999999999999 from missing a 0.8 threshold.

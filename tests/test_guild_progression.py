@@ -168,37 +168,41 @@ def test_planner_heuristic_and_review_mix():
 
 
 def test_planner_backs_off_a_stalled_skill():
-    """A skill at 0 for STALL_EVALS evals in a row yields to one that is learning, on half-size quests."""
+    """A skill with STALL_EVALS evals at its level, none above 0, yields to one that is learning."""
     v = planner.SkillView
     n = planner.STALL_EVALS
-    assert planner.zero_streak([0.0, 0.0, 0.2, 0.0]) == 2 and planner.zero_streak([]) == 0
-    learning = v("bin", 0, 1, 30, (0.4, 0.2, 0.0), 0.8, 0, zero_streak=0)
-    # Not yet stalled: SY's bigger gap wins, with double-size quests (v1's rule).
-    sy = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 0, zero_streak=n - 1)
+    learning = v("bin", 0, 1, 30, (0.4, 0.2, 0.0), 0.8, 0, evals_at_level=n + 3, best_at_level=0.6)
+    # Not yet stalled (one eval short): SY's bigger gap wins, with double-size quests (v1's rule).
+    sy = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 0, evals_at_level=n - 1)
     assert planner.decide([learning, sy], 512, 0.2)["skill"] == "sy"
     assert planner.decide([sy], 512, 0.2)["count"] == 1024
-    # Stalled: BIN wins until SY's starvation bonus catches up; SY then gets half-size quests.
-    stalled = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 1, zero_streak=n)
+    # Stalled: BIN wins until SY's starvation bonus catches up; SY then gets quarter-size quests.
+    stalled = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 1, evals_at_level=n)
     assert planner.decide([learning, stalled], 512, 0.2)["skill"] == "bin"
-    starved = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 3, zero_streak=n)
+    starved = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 3, evals_at_level=n)
     act = planner.decide([learning, starved], 512, 0.2)
-    assert (act["skill"], act["count"], act["stalled"]) == ("sy", 256, True)
-    # Every skill stalled (a fresh hero): equal weights, the first in guild.skills goes first.
-    fresh = [v(s, 0, 1, 30, (0.0,) * 3, 0.8, 0, zero_streak=n) for s in ("bin", "sy")]
+    assert (act["skill"], act["count"], act["stalled"]) == ("sy", 128, True)
+    # Learned a little, then forgot while SY trained: at 0 now, but not stalled; it gets full practice.
+    forgot = v("bin", 0, 1, 30, (0.0, 0.0, 0.0), 0.8, 0, evals_at_level=n + 3, best_at_level=0.6)
+    act = planner.decide([forgot, stalled], 512, 0.2)
+    assert (act["skill"], act["count"], act["stalled"]) == ("bin", 1024, False)
+    # Every skill stalled: equal weights, the first in guild.skills goes first.
+    fresh = [v(s, 0, 1, 30, (0.0,) * 3, 0.8, 0, evals_at_level=n) for s in ("bin", "sy")]
     assert planner.decide(fresh, 512, 0.2)["skill"] == "bin"
 
 
-def test_guild_plan_counts_the_zero_streak_from_real_evals(realm):
+def test_guild_plan_reads_the_stall_from_real_evals(realm):
     guild = make_guild(realm, skills=("sy", "bin"))  # SY first: without the stall rule it wins the tie
     with realm.store.tx() as conn:
-        for acc in [0.4] + [0.0] * planner.STALL_EVALS:
+        for skill, level, acc in [("sy", 2, 0.4)] + [("sy", 1, 0.0)] * planner.STALL_EVALS:
             conn.execute(
                 "INSERT INTO evals(ts, step, skill, level, n, correct, accuracy, seconds, items)"
-                " VALUES (0, 0, 'sy', 1, 5, ?, ?, 0, '[]')",
-                (int(acc * 5), acc),
+                " VALUES (0, 0, ?, ?, 5, ?, ?, 0, '[]')",
+                (skill, level, int(acc * 5), acc),
             )
     _, action = guild.plan()
     inputs = json.loads(realm.store.one("SELECT inputs FROM planner_decisions ORDER BY id DESC")["inputs"])
     sy = next(s for s in inputs["skills"] if s["skill"] == "sy")
-    assert sy["zero_streak"] == planner.STALL_EVALS
+    # The 0.4 was at level 2, not SY's training level (1): it does not end the stall.
+    assert (sy["evals_at_level"], sy["best_at_level"]) == (planner.STALL_EVALS, 0.0)
     assert action["skill"] == "bin"  # BIN (never evaluated) has gap 0.8; stalled SY counts 0.2
