@@ -11,17 +11,18 @@ Heuristic baseline (`heuristic_v2`), in the spirit of a policy we can later lear
     no skill starves; ties go to the order of guild.skills.
   - count: x2 when that mean is below 0.3 (far from the goal: more practice before the next eval),
     x0.5 when it is at or above 0.6 (close: let the next eval come sooner), else x1.
-  - stalled skills back off (new in v2): a skill with at least STALL_EVALS evals at its training level,
-    none of them above 0, has its gap counted at STALL_WEIGHT and gets x0.25 quests. Why: the gap rule alone
-    gives most of the time to the skill the hero is worst at, and a skill it cannot learn yet stays
-    the worst forever. The default DIO (2.4M parameters, no pretraining) scores 0 on SY level 1 after
-    20 minutes of SY alone (docs/PERFORMANCE.md); v1 still chose SY at least every other idle quest,
-    and as an SY example is ~10x a BIN one in tokens, SY took ~90% of a default realm's steps. The starvation
-    bonus still brings a stalled skill back now and then, so it is retried, and one eval above 0
-    ends the stall. "None ever above 0" and not "the last few at 0": a skill the hero learned a little
-    and then forgot while another skill trained is learnable, and must not be starved (the first run
-    of v2 made BIN stall that way). When every skill is stalled, the weights are equal and v1's order
-    holds.
+  - stalled skills wait (new in v2): a skill with at least STALL_EVALS evals at its training level,
+    none of them above 0, is only chosen once STALL_RETRY other quests have passed since it was last
+    chosen (unless every skill is stalled), and then on a x0.25 quest. Why: the gap rule alone gives
+    most of the time to the skill the hero is worst at, and a skill it cannot learn yet stays the
+    worst forever. The default DIO (2.4M parameters, no pretraining) scores 0 on SY level 1 after 20
+    minutes of SY alone (docs/PERFORMANCE.md); v1 chose SY at least every other idle quest, and an SY
+    example is ~10x a BIN one in tokens, so SY took most of a default realm's steps. A small hero also
+    forgets: a run where a stalled SY still came back every third quest (a quarter of its gap, plus
+    the starvation bonus) saw BIN fall from 0.8 to 0 after each 512-example SY quest. The retry keeps
+    a stalled skill from being written off, and one eval above 0 ends the stall. "None ever above 0"
+    and not "the last few at 0": a skill learned a little and then forgotten while another trained is
+    learnable, and must not wait (a first version of v2 made BIN stall that way).
 Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
 skill) is written into the same row when it arrives.
 """
@@ -36,11 +37,11 @@ from typing import Any
 from vault.store import Store
 
 POLICY = "heuristic_v2"
-COUNT_FACTORS = (0.5, 1.0, 2.0)
+COUNT_FACTORS = (0.25, 0.5, 1.0, 2.0)
 REVIEW_LEVELS = 5
 STARVATION_BONUS = 0.15
 STALL_EVALS = 6  # evals at the training level, none above 0: 1,200 steps at eval_every 200
-STALL_WEIGHT = 0.25
+STALL_RETRY = 8  # quests a stalled skill waits between tries
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,12 @@ class SkillView:
     def stalled(self) -> bool:
         return self.evals_at_level >= STALL_EVALS and self.best_at_level <= 0.0
 
+    @property
+    def due(self) -> bool:
+        return not self.stalled or self.quests_since_chosen >= STALL_RETRY
+
     def priority(self) -> float:
-        return (
-            self.gap() * (STALL_WEIGHT if self.stalled else 1.0) + STARVATION_BONUS * self.quests_since_chosen
-        )
+        return self.gap() + STARVATION_BONUS * self.quests_since_chosen
 
 
 def level_mix(training: int, mastered: int, count: int, review_share: float) -> dict[int, int]:
@@ -84,7 +87,8 @@ def level_mix(training: int, mastered: int, count: int, review_share: float) -> 
 def decide(views: list[SkillView], base_count: int, review_share: float) -> dict[str, Any]:
     if not views:
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
-    best = max(views, key=lambda v: (v.priority(), -views.index(v)))
+    pool = [v for v in views if v.due] or views
+    best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
     mean = sum(best.recent) / len(best.recent) if best.recent else 0.0
     factor = 0.25 if best.stalled else 0.5 if mean >= 0.6 else 2.0 if mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))

@@ -168,25 +168,26 @@ def test_planner_heuristic_and_review_mix():
 
 
 def test_planner_backs_off_a_stalled_skill():
-    """A skill with STALL_EVALS evals at its level, none above 0, yields to one that is learning."""
+    """A skill with STALL_EVALS evals at its level, none above 0, waits STALL_RETRY quests between tries."""
     v = planner.SkillView
-    n = planner.STALL_EVALS
-    learning = v("bin", 0, 1, 30, (0.4, 0.2, 0.0), 0.8, 0, evals_at_level=n + 3, best_at_level=0.6)
+    n, wait = planner.STALL_EVALS, planner.STALL_RETRY
+    learning = v("bin", 0, 1, 30, (0.8, 0.8, 0.6), 0.8, 0, evals_at_level=n + 3, best_at_level=0.8)
     # Not yet stalled (one eval short): SY's bigger gap wins, with double-size quests (v1's rule).
     sy = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 0, evals_at_level=n - 1)
     assert planner.decide([learning, sy], 512, 0.2)["skill"] == "sy"
     assert planner.decide([sy], 512, 0.2)["count"] == 1024
-    # Stalled: BIN wins until SY's starvation bonus catches up; SY then gets quarter-size quests.
-    stalled = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 1, evals_at_level=n)
-    assert planner.decide([learning, stalled], 512, 0.2)["skill"] == "bin"
-    starved = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, 3, evals_at_level=n)
-    act = planner.decide([learning, starved], 512, 0.2)
+    # Stalled: BIN, almost mastered, goes on until SY has waited STALL_RETRY quests; then SY, quarter-size.
+    for k in range(wait):
+        stalled = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, k, evals_at_level=n)
+        assert planner.decide([learning, stalled], 512, 0.2)["skill"] == "bin", k
+    due = v("sy", 0, 1, 50, (0.0, 0.0, 0.0), 0.8, wait, evals_at_level=n)
+    act = planner.decide([learning, due], 512, 0.2)
     assert (act["skill"], act["count"], act["stalled"]) == ("sy", 128, True)
     # Learned a little, then forgot while SY trained: at 0 now, but not stalled; it gets full practice.
     forgot = v("bin", 0, 1, 30, (0.0, 0.0, 0.0), 0.8, 0, evals_at_level=n + 3, best_at_level=0.6)
-    act = planner.decide([forgot, stalled], 512, 0.2)
+    act = planner.decide([forgot, v("sy", 0, 1, 50, (0.0,) * 3, 0.8, 3, evals_at_level=n)], 512, 0.2)
     assert (act["skill"], act["count"], act["stalled"]) == ("bin", 1024, False)
-    # Every skill stalled: equal weights, the first in guild.skills goes first.
+    # Every skill stalled and none due: v1's rule among them (the first in guild.skills on a tie).
     fresh = [v(s, 0, 1, 30, (0.0,) * 3, 0.8, 0, evals_at_level=n) for s in ("bin", "sy")]
     assert planner.decide(fresh, 512, 0.2)["skill"] == "bin"
 
@@ -205,4 +206,4 @@ def test_guild_plan_reads_the_stall_from_real_evals(realm):
     sy = next(s for s in inputs["skills"] if s["skill"] == "sy")
     # The 0.4 was at level 2, not SY's training level (1): it does not end the stall.
     assert (sy["evals_at_level"], sy["best_at_level"]) == (planner.STALL_EVALS, 0.0)
-    assert action["skill"] == "bin"  # BIN (never evaluated) has gap 0.8; stalled SY counts 0.2
+    assert action["skill"] == "bin"  # SY is stalled and not due; BIN, never evaluated, is not stalled
