@@ -56,9 +56,13 @@ class SkillView:
     evals_at_level: int = 0  # evals at the training level so far
     best_at_level: float = 0.0  # the best of them
 
+    @property
+    def mean(self) -> float:
+        """Mean of the recent evals at the training level; 0 for a skill never evaluated there."""
+        return sum(self.recent) / len(self.recent) if self.recent else 0.0
+
     def gap(self) -> float:
-        mean = sum(self.recent) / len(self.recent) if self.recent else 0.0
-        return max(0.0, self.threshold - mean)
+        return max(0.0, self.threshold - self.mean)
 
     @property
     def stalled(self) -> bool:
@@ -89,8 +93,7 @@ def decide(views: list[SkillView], base_count: int, review_share: float) -> dict
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
     pool = [v for v in views if v.due] or views
     best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
-    mean = sum(best.recent) / len(best.recent) if best.recent else 0.0
-    factor = 0.25 if best.stalled else 0.5 if mean >= 0.6 else 2.0 if mean < 0.3 else 1.0
+    factor = 0.25 if best.stalled else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
     return {
         "skill": best.skill,
