@@ -17,10 +17,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import torch
 import yaml
+
+from sentinels.typed import TypedError, convert
 
 log = logging.getLogger("realm.hero")
 
@@ -39,13 +42,46 @@ class HeroError(ValueError):
     """The hero cannot be built; the message says which file or key is wrong."""
 
 
+class HeroFileError(TypedError, HeroError):
+    """A hero description key that does not fit the schema: names the file and the key."""
+
+
+# The hero description's schema (configs/heroes/*.yaml), checked by the realm's one typed mechanism.
+class _HeroPart(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every mapping in a hero file: a key it does not declare is an error."""
+
+
+class TokenizerSpec(_HeroPart):
+    model_max_length: Annotated[int, msgspec.Meta(ge=1)] = 2048
+    """The tokenizer's context length."""
+    special_tokens: tuple[str, ...] = ()
+    """Special tokens (chat markers), one id each after the 256 bytes."""
+    added_tokens: tuple[str, ...] = ()
+    """Frequent multi-byte symbols or tags, one token each."""
+    pad_token: str | None = None
+    """None means the first special token."""
+    eos_token: str | None = None
+    """The token generation stops at."""
+    chat_template: str = CHAT_TEMPLATE
+    """A Jinja chat template; ChatML by default."""
+
+
+class HeroFile(_HeroPart):
+    model: dict[str, Any]
+    """Qwen3Config keyword arguments (transformers checks them)."""
+    tokenizer: TokenizerSpec
+    architecture: Annotated[
+        Literal["qwen3"], msgspec.Meta(description="only qwen3 is built from a description")
+    ] = "qwen3"
+
+
 @dataclass(frozen=True)
 class HeroSpec:
     """A parsed hero description file (configs/heroes/*.yaml)."""
 
     path: Path
     model: dict[str, Any]
-    tokenizer: dict[str, Any]
+    tokenizer: TokenizerSpec
 
     @classmethod
     def read(cls, path: Path) -> HeroSpec:
@@ -53,15 +89,13 @@ class HeroSpec:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError as exc:
             raise HeroError(f"hero config {path} not found; set hero.config or hero.base_model") from exc
-        if data.get("architecture", "qwen3") != "qwen3":
-            raise HeroError(f"{path}: key 'architecture': only qwen3 is built from a description")
-        for key in ("model", "tokenizer"):
-            if not isinstance(data.get(key), dict):
-                raise HeroError(f"{path}: key '{key}' must be a mapping")
-        return cls(Path(path), data["model"], data["tokenizer"])
+        except yaml.YAMLError as exc:
+            raise HeroFileError(str(path), "<file>", f"not valid YAML: {exc}") from exc
+        spec = convert(data, HeroFile, source=str(path), error=HeroFileError)
+        return cls(Path(path), spec.model, spec.tokenizer)
 
 
-def byte_tokenizer(spec: dict[str, Any]):
+def byte_tokenizer(spec: TokenizerSpec):
     """DIO's tokenizer: 256 byte tokens, no merges, plus special and added tokens; no download."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -74,17 +108,17 @@ def byte_tokenizer(spec: dict[str, Any]):
     # use_regex=False: with no merges, splitting words first would only cost time.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    specials = list(spec.get("special_tokens", []))
+    specials = list(spec.special_tokens)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.get("added_tokens", [])])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in spec.added_tokens])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token=spec.get("pad_token", specials[0] if specials else None),
-        eos_token=spec.get("eos_token"),
+        pad_token=spec.pad_token or (specials[0] if specials else None),
+        eos_token=spec.eos_token,
         bos_token=None,
         unk_token=None,
-        chat_template=spec.get("chat_template", CHAT_TEMPLATE),
-        model_max_length=int(spec.get("model_max_length", 2048)),
+        chat_template=spec.chat_template,
+        model_max_length=spec.model_max_length,
         clean_up_tokenization_spaces=False,
     )
 

@@ -1,18 +1,22 @@
 """Skill definitions: YAML files in configs/skills/ are the single source of truth.
 
 A skill file names its generator (registered in `guild.generators`) or the URL of a remote skill
-server. Files starting with "_" (the template) are never loaded.
+server. Files starting with "_" (the template) are never loaded. The file is checked against
+`SkillFile` by `sentinels.typed` (the same typed mechanism as the realm config), so a bad key is
+refused with the file and the dotted key; `SkillSpec` is the flattened form the guild uses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import yaml
 
 from sentinels.config import REPO_ROOT
+from sentinels.typed import TypedError, convert
 
 SKILLS_DIR = REPO_ROOT / "configs" / "skills"
 
@@ -65,53 +69,69 @@ class SkillSpec:
         }
 
 
-def _need(data: dict, key: str, kind: type, path: Path) -> Any:
-    value = data.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise SkillError(f"{path}: key '{key}' must be {kind.__name__}, got {value!r}; see _template.yaml")
-    return value
+# The skill file's schema (configs/skills/_template.yaml), checked by the realm's one typed mechanism.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://", description="an http(s) URL")]
 
 
-def _threshold(value: Any, path: Path) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise SkillError(f"{path}: key 'eval.pass_threshold' must be a number in 0..1 or null, got {value!r}")
-    return float(value)
+class _Part(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every mapping in a skill file: a key it does not declare is an error."""
+
+
+class GeneratorPart(_Part):
+    version: int
+    """Eval sets are versioned by it: bump it whenever the problems change."""
+    name: str | None = None
+    """Registered generator name; None means the skill's id."""
+
+
+class EvalPart(_Part):
+    size: Positive | None = None
+    """Problems per level in the eval set; None means guild.eval_size."""
+    pass_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    """Per-skill level-up threshold; None means guild.level_up_threshold."""
+
+
+class ApiPart(_Part):
+    url: HttpUrl | None = None
+    """Base URL of a remote skill server; None means the local generator."""
+
+
+class SkillFile(_Part):
+    """A skill YAML file as written."""
+
+    id: str
+    name: str
+    max_level: Positive
+    generator: GeneratorPart
+    icon: str = ""
+    color: str = ""
+    eval: EvalPart = msgspec.field(default_factory=EvalPart)
+    api: ApiPart = msgspec.field(default_factory=ApiPart)
+    levels: tuple[dict[str, Any], ...] = ()
+
+
+class SkillFileError(TypedError, SkillError):
+    """A skill file whose key does not fit the schema: names the file and the key."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        super().__init__(source, key, f"{problem}; see configs/skills/_template.yaml")
 
 
 def parse_skill(data: Any, path: Path) -> SkillSpec:
-    if not isinstance(data, dict):
-        raise SkillError(f"{path}: expected a mapping at the top level; copy configs/skills/_template.yaml")
-    gen = data.get("generator") or {}
-    ev = data.get("eval") or {}
-    api = data.get("api") or {}
-    if not isinstance(gen, dict) or not isinstance(ev, dict) or not isinstance(api, dict):
-        raise SkillError(f"{path}: 'generator', 'eval' and 'api' must be mappings")
-    max_level = _need(data, "max_level", int, path)
-    if max_level < 1:
-        raise SkillError(f"{path}: key 'max_level' must be >= 1, got {max_level}")
-    version = gen.get("version")
-    if not isinstance(version, int):
-        raise SkillError(f"{path}: key 'generator.version' must be an integer, got {version!r}")
-    size = ev.get("size")
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise SkillError(f"{path}: key 'eval.size' must be a positive integer or null, got {size!r}")
-    url = api.get("url")
-    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        raise SkillError(f"{path}: key 'api.url' must be an http(s) URL or null, got {url!r}")
+    f = convert(data, SkillFile, source=str(path), error=SkillFileError)
     return SkillSpec(
-        id=_need(data, "id", str, path),
-        name=_need(data, "name", str, path),
-        icon=str(data.get("icon", "")),
-        color=str(data.get("color", "")),
-        max_level=max_level,
-        generator=str(gen.get("name") or data["id"]),
-        generator_version=version,
-        eval_size=size,
-        pass_threshold=_threshold(ev.get("pass_threshold"), path),
-        api_url=url.rstrip("/") if url else None,
-        levels=tuple(data.get("levels") or ()),
+        id=f.id,
+        name=f.name,
+        icon=f.icon,
+        color=f.color,
+        max_level=f.max_level,
+        generator=f.generator.name or f.id,
+        generator_version=f.generator.version,
+        eval_size=f.eval.size,
+        pass_threshold=f.eval.pass_threshold,
+        api_url=f.api.url.rstrip("/") if f.api.url else None,
+        levels=f.levels,
         path=str(path),
     )
 

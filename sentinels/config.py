@@ -1,319 +1,216 @@
 """Typed realm configuration: the sentinel at the gate.
 
 `load_config` reads `configs/realm.yaml` (or another file), applies overrides, and returns a frozen
-`RealmConfig`. Every key is checked against the dataclasses below: an unknown key, a wrong type or a
-value outside its allowed set raises `ConfigError`, which names the file, the dotted key and what is
+`RealmConfig`. The sections are msgspec Structs checked by `sentinels.typed.convert`, the one typed
+mechanism the realm uses for every file a person writes: an unknown key, a wrong type or a value outside
+the rule declared next to its field raises `ConfigError`, which names the file, the dotted key and what is
 allowed. The CLI turns that into exit code 2.
+
+The defaults live here, in the Struct fields, and nowhere else: `configs/realm.yaml` spells the same
+values out with comments (a test keeps the two equal), and a home's `realm.yaml` that leaves a key out
+gets the default from here. Keys that apply only on the next start are declared with `RESTART` next to
+their field; `RESTART_KEYS` lists them for the Armory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
+
+from sentinels.typed import TypedError, convert, flagged
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "realm.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(TypedError):
     """A bad configuration value; the message names the file and the key."""
 
-    def __init__(self, source: str, key: str, problem: str):
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: key '{key}': {problem}")
+
+# Field rules, declared once and used next to each field.
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535, description="a TCP port")]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+# Meta(extra={"restart": True}) marks a key that applies only when the realm restarts (the Armory says so).
+RESTART = msgspec.Meta(extra={"restart": True})
 
 
-@dataclass(frozen=True)
-class Ports:
-    tavern: int = 8888
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Every section: immutable, and a key it does not declare is an error."""
+
+
+class Ports(_Section):
+    tavern: Port = 8888
     """The Tavern web game."""
-    oracle: int = 8765
+    oracle: Port = 8765
     """The Oracle's OpenAI-compatible API."""
-    vault: int = 8767
+    vault: Port = 8767
     """The VaultKeeper API."""
-    officer: int = 8768
+    officer: Port = 8768
     """A branch officer on a storage host."""
 
 
-@dataclass(frozen=True)
-class HeroConfig:
+class HeroConfig(_Section):
     name: str = "DIO"
     """Display name of the hero."""
-    config: str = "configs/heroes/dio.yaml"
+    config: Annotated[str, RESTART] = "configs/heroes/dio.yaml"
     """Hero description (architecture, tokenizer) used when no base_model is set; relative to the repo."""
-    base_model: str | None = None
+    base_model: Annotated[str | None, RESTART] = None
     """A local Hugging Face causal-LM folder; when set it becomes the hero."""
-    target_loss: float = 0.0
+    target_loss: NonNegative = 0.0
     """Loss at which ATK/DEF reach 100; they start at 0 at the baseline loss ln(vocab size)."""
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
+class TrainingConfig(_Section):
     seed: int = 1234
     """Seed for data order, init and dropout: the same seed gives the same run."""
-    batch_size: int = 2
+    batch_size: Positive = 2
     """Packed rows of max_length tokens per micro-step (with packed attention they form one flat
     row of batch_size x max_length tokens)."""
-    max_length: int = 2048
+    max_length: Positive = 2048
     """Longest example in tokens (and the row length). DIO's context is 2,048: SY puzzles need
     465 (L1) to ~1,800 (L50) tokens, BIN problems fit in far less."""
-    grad_accum: int = 1
+    grad_accum: Positive = 1
     """Micro-steps per optimizer step."""
-    learning_rate: float = 2e-3
+    learning_rate: NonNegative = 2e-3
     """Peak learning rate after warmup."""
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: Fraction = 0.1
     """The cosine schedule decays to learning_rate * min_lr_ratio."""
-    warmup_steps: int = 50
+    warmup_steps: Count = 50
     """Linear warmup length in optimizer steps."""
-    weight_decay: float = 0.01
+    weight_decay: NonNegative = 0.01
     """AdamW weight decay."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: NonNegative = 1.0
     """Gradient clipping norm."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto picks bf16 on a GPU that supports it, fp32 on CPU."""
-    epochs: int = 1
+    epochs: Positive = 1
     """Passes over each quest."""
-    val_fraction: float = 0.05
+    val_fraction: Fraction = 0.05
     """Share of each quest held out for validation loss."""
-    save_steps: int = 500
+    save_steps: Positive = 500
     """Checkpoint every this many steps (and at the end of each battle)."""
-    keep_last: int = 5
+    keep_last: Positive = 5
     """Checkpoints kept in models/; older ones are pruned."""
-    eval_every: int = 200
+    eval_every: Positive = 200
     """Guild evals every this many steps (and at the end of each battle)."""
-    think_weight: float = 0.2
+    think_weight: Fraction = 0.2
     """Loss weight of <think> tokens in metacog_v1 quests (answer tokens weigh 1)."""
     overlong: Literal["truncate", "refuse"] = "truncate"
     """Rule for an example longer than max_length."""
-    event_interval_s: float = 0.5
+    event_interval_s: NonNegative = 0.5
     """Step events are throttled to at most one per this many seconds."""
-    decay_steps: int = 10000
+    decay_steps: Positive = 10000
     """Cosine decay length in steps after warmup; the rate then stays at its floor."""
-    max_new_tokens: int = 64
+    max_new_tokens: Positive = 64
     """Token budget of each response from the generate function handed to eval hooks."""
-    val_max_examples: int = 256
+    val_max_examples: Positive = 256
     """At most this many held-out examples are scored for validation loss."""
-    threads: int = 0
+    threads: Count = 0
     """torch CPU threads per process; 0 means the machine's cores divided by the processes."""
     packed_attention: bool = True
     """Packed examples attend within themselves at their own length (arena.attention); off, a
     dense block-diagonal mask over the whole row gives the same result, slower."""
 
 
-@dataclass(frozen=True)
-class IntakeConfig:
+class IntakeConfig(_Section):
     level: Literal["quick", "standard", "deep"] = "standard"
     """Content-check depth."""
     quarantine: bool = True
     """Refuse examples whose prompt matches an eval-set item."""
-    settle_s: float = 0.3
+    settle_s: NonNegative = 0.3
     """A file must keep the same size this long before it is read."""
-    max_file_mb: int = 512
+    max_file_mb: Positive = 512
     """Files larger than this are refused."""
-    max_errors: int = 20
+    max_errors: Positive = 20
     """Errors reported per refused file."""
-    max_line_mb: int = 16
+    max_line_mb: Positive = 16
     """Lines longer than this are refused (a 50 MB line is not one training example)."""
 
 
-@dataclass(frozen=True)
-class GuildConfig:
+class GuildConfig(_Section):
     auto_generate: bool = True
     """Write idle quests when the queue is empty."""
     skills: tuple[str, ...] = ("bin", "sy")
     """Active skills (files in configs/skills/)."""
-    eval_size: int = 5
+    eval_size: Positive = 5
     """Problems per level in each eval set."""
-    level_up_threshold: float = 0.8
+    level_up_threshold: Fraction = 0.8
     """Mean accuracy over the window needed to level up."""
-    level_up_window: int = 3
+    level_up_window: Positive = 3
     """How many recent evals the threshold is averaged over."""
-    idle_quest_size: int = 2048
+    idle_quest_size: Positive = 2048
     """Examples an idle quest trains: its distinct problems times the epochs its sidecar asks for."""
     skills_dir: str = "configs/skills"
     """Folder of skill YAML files; relative paths are from the repo root."""
-    review_share: float = 0.2
+    review_share: Fraction = 0.2
     """Share of each idle quest drawn from mastered levels (review), so earlier levels are not forgotten."""
 
 
-@dataclass(frozen=True)
-class TavernConfig:
+class TavernConfig(_Section):
     token: str | None = None
     """Token for mutating API calls (header X-Realm-Token)."""
     open_on_loopback: bool = True
     """Allow mutating calls without a token when bound to loopback."""
-    max_upload_mb: int = 64
+    max_upload_mb: Positive = 64
     """Largest quest upload accepted."""
-    threads: int = 200
+    threads: Positive = 200
     """Server worker threads; each connected browser holds one while its WebSocket is open."""
-    relay_interval_s: float = 0.05
+    relay_interval_s: NonNegative = 0.05
     """How often the relay polls the event log for new events (the floor of push latency)."""
-    nice: int = 10
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19, description="a CPU niceness")] = 10
     """CPU niceness of the Tavern process (0..19): the trainer beside it keeps the cores it needs,
     and the Tavern takes what is left (its work is small and waits well)."""
 
 
-@dataclass(frozen=True)
-class LoggingConfig:
+class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Console and file log level."""
-    max_bytes: int = 5_000_000
+    max_bytes: Positive = 5_000_000
     """Rotate logs/realm.log at this size."""
-    backups: int = 3
+    backups: Count = 3
     """Rotated log files kept."""
 
 
-@dataclass(frozen=True)
-class RealmConfig:
-    home: str | None = None
+class RealmConfig(_Section):
+    home: Annotated[str | None, RESTART] = None
     """Realm home; null means the repo root. REALM_HOME and --home override it."""
-    bind: str = "127.0.0.1"
+    bind: Annotated[str, RESTART] = "127.0.0.1"
     """Address every server binds."""
-    ports: Ports = field(default_factory=Ports)
-    hero: HeroConfig = field(default_factory=HeroConfig)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    intake: IntakeConfig = field(default_factory=IntakeConfig)
-    guild: GuildConfig = field(default_factory=GuildConfig)
-    tavern: TavernConfig = field(default_factory=TavernConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ports: Annotated[Ports, RESTART] = msgspec.field(default_factory=Ports)
+    hero: HeroConfig = msgspec.field(default_factory=HeroConfig)
+    training: TrainingConfig = msgspec.field(default_factory=TrainingConfig)
+    intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
+    guild: GuildConfig = msgspec.field(default_factory=GuildConfig)
+    tavern: TavernConfig = msgspec.field(default_factory=TavernConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     @property
     def home_path(self) -> Path:
         return Path(self.home).expanduser().resolve() if self.home else REPO_ROOT
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain nested dicts of YAML/JSON values, in declaration order."""
+        return msgspec.to_builtins(self)
 
 
-# Keys that only take effect when the realm restarts (the Armory says so).
-RESTART_KEYS = frozenset({"home", "bind", "ports", "hero.base_model", "hero.config"})
-
-
-def _describe(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (types.UnionType, typing.Union):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def _coerce(value: Any, tp: Any, source: str, key: str) -> Any:
-    """Check one value against its annotated type; return it in the dataclass's form."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, key)
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-    elif origin in (types.UnionType, typing.Union):
-        for arm in typing.get_args(tp):
-            try:
-                return _coerce(value, arm, source, key)
-            except ConfigError:
-                continue
-    elif origin is tuple:
-        if isinstance(value, list | tuple):
-            (item_tp, *_) = typing.get_args(tp)
-            return tuple(_coerce(v, item_tp, source, f"{key}[{i}]") for i, v in enumerate(value))
-    elif tp is type(None):
-        if value is None:
-            return None
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(source, key, f"expected {_describe(tp)}, got {value!r} ({type(value).__name__})")
-
-
-def _build(cls: type, data: Any, source: str, prefix: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(source, prefix or "<top>", f"expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        dotted = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise ConfigError(source, dotted, "unknown key; allowed keys here: " + ", ".join(names))
-        kwargs[key] = _coerce(value, hints[key], source, dotted)
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:  # pragma: no cover - dataclass signature mismatch is a bug
-        raise ConfigError(source, prefix or "<top>", str(exc)) from exc
-    _check_ranges(obj, source, prefix)
-    return obj
-
-
-_POSITIVE = {
-    "batch_size",
-    "max_length",
-    "grad_accum",
-    "epochs",
-    "save_steps",
-    "keep_last",
-    "eval_every",
-    "max_file_mb",
-    "max_errors",
-    "eval_size",
-    "level_up_window",
-    "idle_quest_size",
-    "decay_steps",
-    "max_new_tokens",
-    "val_max_examples",
-    "max_upload_mb",
-    "max_bytes",
-    "tavern",
-    "oracle",
-    "vault",
-    "officer",
-}
-_FRACTIONS = {"val_fraction", "level_up_threshold", "min_lr_ratio", "think_weight"}
-
-
-def _check_ranges(obj: Any, source: str, prefix: str) -> None:
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        dotted = f"{prefix}.{f.name}" if prefix else f.name
-        if f.name in _POSITIVE and isinstance(value, int) and value <= 0:
-            raise ConfigError(source, dotted, f"must be a positive integer, got {value}")
-        if f.name in _FRACTIONS and isinstance(value, float) and not 0.0 <= value <= 1.0:
-            raise ConfigError(source, dotted, f"must be between 0 and 1, got {value}")
-        if dotted == "tavern.nice" and not 0 <= value <= 19:
-            raise ConfigError(source, dotted, f"must be a niceness from 0 to 19, got {value}")
-        if prefix == "ports" and not 0 < value < 65536:
-            raise ConfigError(source, dotted, f"must be a TCP port (1-65535), got {value}")
+# Keys that only take effect when the realm restarts: those declared with RESTART above.
+RESTART_KEYS = flagged(RealmConfig, "restart")
 
 
 def parse_config(data: Any, source: str = "<config>") -> RealmConfig:
-    """Validate an already-parsed mapping (used by the Armory's PUT /api/config)."""
-    return _build(RealmConfig, data, source, "")
+    """Validate an already-parsed mapping (also the Armory's gate for PUT /api/config)."""
+    return convert(data, RealmConfig, source=source, error=ConfigError)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data ({} when empty), or ConfigError naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -337,12 +234,13 @@ def load_config(
         path = Path(chosen_home) / "realm.yaml"
     path = Path(path) if path else DEFAULT_CONFIG
     data = read_yaml(path)
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
-    if chosen_home:
-        data["home"] = str(Path(chosen_home).expanduser().resolve())
+    if isinstance(data, dict):  # anything else is refused by parse_config, naming the top level
+        for dotted, value in (overrides or {}).items():
+            node = data
+            *parents, last = dotted.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[last] = value
+        if chosen_home:
+            data["home"] = str(Path(chosen_home).expanduser().resolve())
     return parse_config(data, str(path))

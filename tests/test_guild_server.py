@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from msgspec.structs import replace
 from pathlib import Path
 
 import pytest
