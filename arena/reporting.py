@@ -6,16 +6,24 @@ the main process (rank 0) reports; other ranks get a Reporter with `enabled=Fals
 Event kinds written here: step (throttled to one per training.event_interval_s), battle.start,
 battle.end, checkpoint.saved, trainer.paused, trainer.resumed, trainer.stopped, trainer.error.
 
-Hero stats (published as state "hero" and in step events):
+This module owns the hero's stats: their formulas, the one hero state (`HERO_STATE`), and how a
+reader gets them back (`read_hero`). The guild (hero level-ups) and the Tavern (the hero card) call
+these functions and keep no formula of their own. Why here and not in the guild: every input lives in
+the trainer (optimizer steps, train and val loss, the tokenizer's vocabulary, completed battles), the
+Reporter already publishes the result, and the arena must not import guild logic (only the guild's
+hooks), while the guild and the Tavern may read what the arena publishes.
+
+Hero stats (published as state "hero"; each step event carries xp, level, atk, def and gold too):
     XP    = global optimizer steps taken, ever
-    Level = XP // 1000
+    Level = XP // 1000  (the level spans XP [level * 1000, (level + 1) * 1000): level_xp, next_level_xp)
     Gold  = completed quests * 100
     ATK   = 100 * clamp((L0 - train_loss) / (L0 - L*), 0, 1)
     DEF   = 100 * clamp((L0 - val_loss) / (L0 - L*), 0, 1)
 where L0 = ln(vocab size), the loss of a uniform guess (where every hero starts), and L* is
 hero.target_loss (default 0). Normalising by the achievable range L0 - L* (as seed 004 does for
 rewards) makes ATK and DEF comparable across heroes with different vocabularies: 50 means the hero
-has removed half of the loss there was to remove, whatever its tokenizer.
+has removed half of the loss there was to remove, whatever its tokenizer. ATK or DEF is None while
+its loss is unknown.
 """
 
 from __future__ import annotations
@@ -27,10 +35,33 @@ from typing import Any
 from vault.events import EventLog
 from vault.store import Store
 
+HERO_STATE = "hero"
+"""The one published hero state (the guild's old `guild.hero` key is dropped by guild migration m002)."""
+XP_PER_LEVEL = 1000
+GOLD_PER_QUEST = 100
+STEP_HERO_FIELDS = ("xp", "level", "atk", "def", "gold")
+"""The hero's stats each step event carries, so a reader of the event stream needs no formula."""
 
-def normalised_power(loss: float | None, vocab_size: int, target_loss: float = 0.0) -> float | None:
-    """0 at the uniform-guess loss ln(vocab), 100 at target_loss (see the module docstring)."""
-    if loss is None or not math.isfinite(loss):
+
+def hero_level(xp: int) -> int:
+    return int(xp) // XP_PER_LEVEL
+
+
+def level_progress(xp: int) -> dict[str, int]:
+    """XP, the level it gives, and the XP where that level starts and the next one starts."""
+    level = hero_level(xp)
+    return {
+        "xp": int(xp),
+        "level": level,
+        "level_xp": level * XP_PER_LEVEL,
+        "next_level_xp": (level + 1) * XP_PER_LEVEL,
+    }
+
+
+def normalised_power(loss: float | None, vocab_size: int | None, target_loss: float = 0.0) -> float | None:
+    """0 at the uniform-guess loss ln(vocab), 100 at target_loss (see the module docstring);
+    None when the loss, or the vocabulary it is measured against, is unknown."""
+    if loss is None or not math.isfinite(loss) or not vocab_size:
         return None
     baseline = math.log(vocab_size)
     span = max(baseline - target_loss, 1e-9)
@@ -43,17 +74,35 @@ def hero_stats(
     train_loss: float | None,
     val_loss: float | None,
     completed: int,
-    vocab_size: int,
+    vocab_size: int | None,
     target_loss: float = 0.0,
 ) -> dict[str, Any]:
     return {
-        "xp": step,
-        "level": step // 1000,
+        **level_progress(step),
         "atk": normalised_power(train_loss, vocab_size, target_loss),
         "def": normalised_power(val_loss, vocab_size, target_loss),
-        "gold": completed * 100,
+        "gold": completed * GOLD_PER_QUEST,
         "completed_quests": completed,
     }
+
+
+def read_hero(store: Store, events: EventLog, completed_quests: int) -> dict[str, Any]:
+    """The hero's stats as the trainer last reported them.
+
+    The published `hero` state when there is one; else the stats the latest step event carries (a
+    home whose trainer has not published the state yet); else a hero that has not fought, with gold
+    for `completed_quests`. The level fields are recomputed from XP, so a state published before
+    they existed still gives a full card."""
+    hero = store.get_state(HERO_STATE)
+    if not hero:
+        last = events.latest("step")
+        payload = last.payload if last else {}
+        xp = int(payload.get("xp", payload.get("step", 0)) or 0)
+        hero = hero_stats(
+            step=xp, train_loss=None, val_loss=None, completed=completed_quests, vocab_size=None
+        )
+        hero.update({k: payload[k] for k in ("atk", "def", "gold") if k in payload})
+    return {**hero, **level_progress(int(hero.get("xp") or 0))}
 
 
 class Reporter:
@@ -88,13 +137,14 @@ class Reporter:
             self.battle.update({k: payload[k] for k in ("step", "loss", "progress", "eta_s", "tokens_per_s")})
             return False
         self._last_step_event = now
-        self.events.emit("step", **payload)
+        # The event carries the hero's stats from the same dict as the state, so the two cannot differ.
+        self.events.emit("step", **{**payload, **{k: hero[k] for k in STEP_HERO_FIELDS if k in hero}})
         self.publish(
             force=True, **{k: payload[k] for k in ("step", "loss", "progress", "eta_s", "tokens_per_s")}
         )
-        self.store.set_state("hero", hero)
+        self.store.set_state(HERO_STATE, hero)
         return True
 
     def hero(self, hero: dict[str, Any]) -> None:
         if self.enabled:
-            self.store.set_state("hero", hero)
+            self.store.set_state(HERO_STATE, hero)

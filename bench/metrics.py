@@ -3,7 +3,7 @@
     .venv/bin/python bench/metrics.py [--steps 1000000] [--max-points 2000] [--repeats 3]
 
 Fills a real vault (SQLite file in a temporary home) with `--steps` step events (loss on each, a
-val_loss on every 100th), then times `tavern.metrics.loss_series` (what the page's chart calls)
+val_loss on every 100th), then times `watchtower.metrics.loss_series` (what the page's chart calls)
 on the step axis and the time axis, against the naive way: read every step event and downsample
 in Python. Medians of `--repeats`.
 """
@@ -64,8 +64,9 @@ def main() -> None:
     ap.add_argument("--max-points", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from realm import Realm
-    from tavern.metrics import loss_series
+    from watchtower.metrics import loss_series
+
+    from sentinels.realm import Realm
 
     with tempfile.TemporaryDirectory() as d:
         realm = Realm.open(Path(d))

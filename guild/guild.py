@@ -20,14 +20,29 @@ from typing import Any
 
 from guild import evalsets, planner, progression
 from guild.client import EVAL_SEED, SkillClient, open_skill
-from guild.skills import SkillSpec, load_skill
-from sentinels.config import RealmConfig
+from guild.skills import SkillError, SkillSpec, list_skills, load_skill
+from sentinels.config import GuildConfig, RealmConfig
 from vault.events import EventLog
 from vault.store import Store
 
 log = logging.getLogger(__name__)
 ANSWER_MARGIN = 16  # tokens of eval budget beyond the longest expected answer
 QUEST_SEQ = "guild.quest_seq"
+
+
+def skill_catalog(cfg: GuildConfig) -> dict[str, SkillSpec | None]:
+    """Every skill a reader may show, by id: the active skills (`guild.skills`), then any other skill
+    file in `guild.skills_dir`. A skill whose file is missing or invalid maps to None (and is logged),
+    so a page still lists it while the guild itself refuses to load it."""
+    folder = evalsets.skills_dir(cfg)
+    catalog: dict[str, SkillSpec | None] = {}
+    for sid in dict.fromkeys([*cfg.skills, *list_skills(folder)]):
+        try:
+            catalog[sid] = load_skill(sid, folder)
+        except SkillError as exc:
+            log.warning("skill %s cannot be shown in full: %s", sid, exc)
+            catalog[sid] = None
+    return catalog
 
 
 class Guild:
@@ -59,14 +74,15 @@ class Guild:
         return self._clients[skill_id]
 
     def threshold(self, skill_id: str) -> float:
-        own = self.specs[skill_id].pass_threshold
-        return own if own is not None else self.cfg.level_up_threshold
+        return progression.level_up_threshold(
+            self.specs[skill_id].pass_threshold, self.cfg.level_up_threshold
+        )
 
     def skill_state(self, skill_id: str) -> dict[str, Any]:
         spec = self.specs[skill_id]
         row = progression.skill_row(self.store, skill_id)
         mastered = int(row["mastered_level"])
-        training = min(mastered + 1, spec.max_level)
+        training = progression.training_level(mastered, spec.max_level)
         return {
             "skill": skill_id,
             "name": spec.name,
@@ -193,7 +209,7 @@ class Guild:
 
     def check_progress(self, step: int, completed_quests: int, uptime_s: float | None = None) -> list[str]:
         """Hero level and step/quest/uptime achievements; call after each battle (cheap)."""
-        progression.check_hero(self.store, self.events, step)
+        progression.check_hero(self.events, step)
         return progression.check_milestones(self.store, self.events, step, completed_quests, uptime_s)
 
     def on_champion(self, step: int, name: str = "") -> bool:

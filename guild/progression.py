@@ -3,7 +3,14 @@
 Rules: a skill's mastered level starts at 0 and it trains at mastered + 1. It levels up when the mean
 accuracy of its last `guild.level_up_window` evals at the training level reaches the threshold
 (`guild.level_up_threshold`, or the skill's own `eval.pass_threshold`). Fewer evals than the window
-never level up. XP: every correct eval answer is worth its level. The hero's level is step // 1000.
+never level up. XP: every correct eval answer is worth its level.
+
+The hero's level and stats are the arena's (`arena.reporting`, which publishes the one hero state);
+the guild only announces each new hero level once (`hero.level_up`), and those events are the record
+of what it has announced.
+
+The read functions at the end are how other rooms (the Tavern) read the guild's tables; they never
+write, unlike `skill_row`, which creates a missing row for the guild's own use.
 """
 
 from __future__ import annotations
@@ -13,11 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from arena.reporting import hero_level
 from vault.events import EventLog
 from vault.store import Store
 
-HERO_STEPS_PER_LEVEL = 1000
-HERO_STATE = "guild.hero"
+HERO_LEVEL_UP = "hero.level_up"
 
 
 @dataclass(frozen=True)
@@ -101,14 +108,15 @@ def unlock(store: Store, events: EventLog, achievement_id: str, **payload: Any) 
     return new
 
 
-def check_hero(store: Store, events: EventLog, step: int) -> int | None:
-    """Emit hero.level_up when step // 1000 passes the stored level; returns the new level or None."""
-    level = step // HERO_STEPS_PER_LEVEL
-    known = (store.get_state(HERO_STATE) or {}).get("level", 0)
+def check_hero(events: EventLog, step: int) -> int | None:
+    """Emit hero.level_up when the hero's level at `step` passes the last level announced; returns the
+    new level or None. The last hero.level_up event is that record (no state of its own to drift)."""
+    level = hero_level(step)
+    last = events.latest(HERO_LEVEL_UP)
+    known = int(last.payload.get("level", 0)) if last else 0
     if level <= known:
         return None
-    store.set_state(HERO_STATE, {"level": level, "step": step})
-    events.emit("hero.level_up", level=level, step=step)
+    events.emit(HERO_LEVEL_UP, level=level, step=step)
     return level
 
 
@@ -126,3 +134,46 @@ def check_milestones(
         ("week_uptime", uptime_s is not None and uptime_s >= WEEK_S),
     ]
     return [aid for aid, ok in wanted if ok and unlock(store, events, aid, step=step)]
+
+
+# --- reads for other rooms (no writes) -------------------------------------------------------------
+def training_level(mastered: int, max_level: int | None) -> int:
+    """The level a skill trains and is evaluated at: one above mastered, never above max_level."""
+    return mastered + 1 if max_level is None else min(mastered + 1, int(max_level))
+
+
+def level_up_threshold(own: float | None, default: float) -> float:
+    """A skill's own eval.pass_threshold when it sets one, else guild.level_up_threshold."""
+    return own if own is not None else default
+
+
+def skill_levels(store: Store) -> dict[str, dict[str, Any]]:
+    """{skill id: {"mastered_level", "xp"}} for every skill with progress stored."""
+    rows = store.query("SELECT id, mastered_level, xp FROM skills")
+    return {r["id"]: {"mastered_level": int(r["mastered_level"]), "xp": int(r["xp"])} for r in rows}
+
+
+def eval_history(store: Store, skill_id: str) -> list[dict[str, Any]]:
+    """Every eval of a skill, oldest first, without its items."""
+    return store.query(
+        "SELECT id, ts, step, level, n, correct, accuracy FROM evals WHERE skill = ? ORDER BY id",
+        (skill_id,),
+    )
+
+
+def recent_evals(store: Store, skill_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest evals of a skill, newest first, each with its scored items."""
+    rows = store.query("SELECT * FROM evals WHERE skill = ? ORDER BY id DESC LIMIT ?", (skill_id, int(limit)))
+    for r in rows:
+        try:
+            r["items"] = json.loads(r["items"] or "[]")
+        except json.JSONDecodeError:
+            r["items"] = []
+    return rows
+
+
+def unlocked_achievements(store: Store) -> list[dict[str, Any]]:
+    """Unlocked achievements, newest first."""
+    return store.query(
+        "SELECT id, name, description, unlocked_at FROM achievements ORDER BY unlocked_at DESC, id"
+    )

@@ -1,4 +1,7 @@
-"""The guild's tables: skill progression, evals, achievements and quest-planner decisions."""
+"""The guild's tables: skill progression, evals, achievements and quest-planner decisions.
+
+Other rooms read them through `guild.progression`'s read functions, never with their own SQL.
+"""
 
 from sqlite_utils.migrations import Migrations
 
@@ -50,3 +53,11 @@ def m001_skills_and_evals(db):
             outcome TEXT
         )"""
     )
+
+
+@migrations()
+def m002_one_hero_state(db):
+    # The guild kept `guild.hero` ({level, step}) beside the arena's `hero` state only to remember
+    # which hero level it had announced. The hero.level_up events now are that record (issue 12:
+    # one hero state), so the old key goes; a reader can no longer find two hero levels.
+    db.execute("DELETE FROM state WHERE key = 'guild.hero'")

@@ -1,55 +1,41 @@
 """The game's snapshot: hero, battle, quest counts, skills and achievements in one read.
 
 GET /api/state returns this; the page renders it, then applies events newer than
-`last_event_id`. The hero card prefers the guild's `hero` state; before the guild writes one, the
-numbers come from the latest step event (xp = steps) and the seed's rules (a level per 1000 xp,
-gold = completed quests x 100), so the card is never empty.
+`last_event_id`. Every number comes from the room that owns it, through that room's functions: the
+hero card from `arena.reporting.read_hero` (the one hero state and its formulas), quest counts from
+`QuestQueue.counts`, pending commands from `arena.control.pending`, skills and achievements from the
+guild. The Tavern runs no SQL of its own (tests/test_tavern_reads.py checks).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from arena import control
+from arena.queue import QuestQueue
+from arena.reporting import XP_PER_LEVEL, read_hero
+from guild.progression import unlocked_achievements
 from tavern.skills import skill_cards
 
-XP_PER_LEVEL = 1000
-GOLD_PER_QUEST = 100
+
+def quest_counts(realm: Any) -> dict[str, int]:
+    return QuestQueue(realm.home, realm.store, realm.events).counts()
 
 
-def hero_card(realm: Any) -> dict[str, Any]:
-    store = realm.store
-    hero = dict(store.get_state("hero", {}) or {})
-    last_step = realm.events.latest("step")
-    step = last_step.payload if last_step else {}
+def hero_card(realm: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    counts = quest_counts(realm) if counts is None else counts
+    hero = read_hero(realm.store, realm.events, counts.get("completed", 0))
     hero.setdefault("name", realm.config.hero.name)
-    xp = int(hero.get("xp", step.get("xp", step.get("step", 0))) or 0)
-    level = int(hero.get("level", step.get("level", xp // XP_PER_LEVEL)) or 0)
-    floor = int(hero.get("level_xp", level * XP_PER_LEVEL))
-    nxt = int(hero.get("next_level_xp", (level + 1) * XP_PER_LEVEL))
-    if "gold" not in hero:
-        done = store.scalar("SELECT count(*) FROM quests WHERE status = 'completed'") or 0
-        hero["gold"] = int(done) * GOLD_PER_QUEST
-    if "atk" not in hero and step.get("loss"):
-        hero["atk"] = round(10.0 / max(float(step["loss"]), 1e-3), 1)
-    hero.update(xp=xp, level=level, level_xp=floor, next_level_xp=max(nxt, floor + 1))
-    for key in ("atk", "def", "acc"):
-        hero.setdefault(key, 0)
+    hero.setdefault("acc", 0)  # not published yet; the card keeps its slot
     return hero
 
 
 def pending_commands(realm: Any) -> list[dict[str, Any]]:
-    rows = realm.store.query("SELECT id, ts, action, args FROM commands WHERE status = 'pending' ORDER BY id")
-    for r in rows:
-        r["args"] = orjson.loads(r["args"] or "{}")
-    return rows
+    return control.pending(realm.store)
 
 
 def achievements(realm: Any) -> list[dict[str, Any]]:
-    return realm.store.query(
-        "SELECT id, name, description, unlocked_at FROM achievements ORDER BY unlocked_at DESC, id"
-    )
+    return unlocked_achievements(realm.store)
 
 
 def snapshot(realm: Any, auth: dict[str, Any]) -> dict[str, Any]:
@@ -57,18 +43,13 @@ def snapshot(realm: Any, auth: dict[str, Any]) -> dict[str, Any]:
     # Read the event head first: anything emitted while we read is then re-sent by catch-up,
     # never missed (the page de-duplicates by event id).
     last_id = realm.events.last_id()
-    counts = {
-        r["status"]: r["n"] for r in store.query("SELECT status, count(*) AS n FROM quests GROUP BY status")
-    }
+    counts = quest_counts(realm)
     return {
         "last_event_id": last_id,
-        "hero": hero_card(realm),
-        "battle": store.get_state("battle", {}) or {"state": "idle"},
+        "hero": hero_card(realm, counts),
+        "battle": control.battle_state(store) or {"state": "idle"},
         "pending_commands": pending_commands(realm),
-        "quests": {
-            s: counts.get(s, 0)
-            for s in ("queued", "processing", "completed", "failed", "skipped", "cancelled")
-        },
+        "quests": counts,
         "skills": skill_cards(store, realm.config.guild),
         "achievements": achievements(realm),
         "auth": auth,

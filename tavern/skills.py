@@ -1,8 +1,10 @@
-"""Skill cards: metadata from configs/skills/*.yaml, progress from the guild's skills and evals tables.
+"""Skill cards: the guild's skills (metadata and progress) shaped for the Tavern's pages.
 
-The guild owns the YAML files and the tables; the Tavern only reads them. A skill listed in the
-config but without a YAML file still gets a card (name = its id, unknown max level), so the page
-works before the guild's files land.
+The guild owns the skill files and its tables; the Tavern reads them only through the guild's
+functions (`guild.guild.skill_catalog`, which honours `guild.skills_dir`, and the read functions of
+`guild.progression`), and adds only what a page needs (icon URLs, links). A skill listed in the
+config whose file is missing or invalid still gets a card (name = its id, unknown max level), so the
+page works while the guild's files are being fixed.
 """
 
 from __future__ import annotations
@@ -10,50 +12,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-import yaml
-
-from sentinels.config import REPO_ROOT
+from guild import progression
+from guild.guild import skill_catalog
+from guild.skills import SkillSpec
+from sentinels.config import GuildConfig
 from vault.store import Store
 
-SKILLS_DIR = REPO_ROOT / "configs" / "skills"
 STATIC_ICONS = Path(__file__).parent / "static" / "svg"
 
 
-def skill_meta(skills_dir: Path = SKILLS_DIR) -> dict[str, dict[str, Any]]:
-    metas: dict[str, dict[str, Any]] = {}
-    for path in sorted(skills_dir.glob("*.yaml")):
-        if path.name.startswith("_"):
-            continue  # _template.yaml and friends
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError:
-            continue
-        if isinstance(data, dict):
-            sid = str(data.get("id") or path.stem).lower()
-            metas[sid] = data
-    return metas
-
-
-def _card(sid: str, meta: dict[str, Any], row: dict | None, evals: list[dict], guild_cfg: Any) -> dict:
+def _card(
+    sid: str, spec: SkillSpec | None, row: dict | None, evals: list[dict], guild_cfg: GuildConfig
+) -> dict:
     mastered = int(row["mastered_level"]) if row else 0
-    max_level = meta.get("max_level")
-    working = mastered + 1 if max_level is None or mastered < int(max_level) else mastered
+    max_level = spec.max_level if spec else None
+    working = progression.training_level(mastered, max_level)
     at_level = [e for e in evals if e["level"] == working][-guild_cfg.level_up_window :]
     icon_svg = STATIC_ICONS / f"skill-{sid}.svg"
     return {
         "id": sid,
-        "name": meta.get("name") or sid.upper(),
-        "short": meta.get("short") or sid.upper(),
-        "icon": meta.get("icon"),
+        "name": spec.name if spec else sid.upper(),
+        "short": sid.upper(),
+        "icon": spec.icon if spec else None,
         "icon_url": f"/static/svg/skill-{sid}.svg" if icon_svg.exists() else "/static/svg/skill-generic.svg",
-        "color": meta.get("color"),
-        "description": meta.get("description"),
+        "color": spec.color if spec else None,
+        # Skill files have no description field; the page falls back to the name.
+        "description": None,
         "level": mastered,
         "max_level": max_level,
         "working_level": working,
         "xp": int(row["xp"]) if row else 0,
-        "threshold": guild_cfg.level_up_threshold,
+        "threshold": progression.level_up_threshold(
+            spec.pass_threshold if spec else None, guild_cfg.level_up_threshold
+        ),
         "window": guild_cfg.level_up_window,
         "recent": [
             {"accuracy": e["accuracy"], "step": e["step"], "level": e["level"], "id": e["id"]}
@@ -65,26 +56,13 @@ def _card(sid: str, meta: dict[str, Any], row: dict | None, evals: list[dict], g
     }
 
 
-def skill_cards(store: Store, guild_cfg: Any, skills_dir: Path = SKILLS_DIR) -> list[dict[str, Any]]:
-    metas = skill_meta(skills_dir)
-    ids = list(dict.fromkeys([*guild_cfg.skills, *metas]))
-    rows = {r["id"]: r for r in store.query("SELECT * FROM skills")}
-    cards = []
-    for sid in ids:
-        evals = store.query(
-            "SELECT id, ts, step, level, n, correct, accuracy FROM evals WHERE skill = ? ORDER BY id", (sid,)
-        )
-        cards.append(_card(sid, metas.get(sid, {}), rows.get(sid), evals, guild_cfg))
-    return cards
+def skill_cards(store: Store, guild_cfg: GuildConfig) -> list[dict[str, Any]]:
+    levels = progression.skill_levels(store)
+    return [
+        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg)
+        for sid, spec in skill_catalog(guild_cfg).items()
+    ]
 
 
 def skill_evals(store: Store, skill: str, limit: int = 200) -> list[dict[str, Any]]:
-    rows = store.query(
-        "SELECT * FROM evals WHERE skill = ? ORDER BY id DESC LIMIT ?", (skill.lower(), int(limit))
-    )
-    for r in rows:
-        try:
-            r["items"] = orjson.loads(r["items"] or "[]")
-        except orjson.JSONDecodeError:
-            r["items"] = []
-    return rows
+    return progression.recent_evals(store, skill.lower(), limit)

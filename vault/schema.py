@@ -60,7 +60,7 @@ SERIES_KINDS = ("step", "val", "battle.end", "checkpoint.saved")
 
 
 # The rows of `series` that make each chart metric (the rollup triggers, their partial indexes and
-# tavern.metrics all use these, so they cannot disagree); `r` qualifies the columns ("NEW." in a trigger).
+# watchtower.metrics all use these, so they cannot disagree); `r` qualifies the columns ("NEW." in a trigger).
 def series_rows(metric: str, r: str = "") -> str:
     if metric == "loss":
         return f"{r}kind = 'step' AND {r}loss IS NOT NULL"

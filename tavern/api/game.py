@@ -12,8 +12,8 @@ from tavern.api import api, realm
 from tavern.auth import auth_status, mutating
 from tavern.errors import ApiError
 from tavern.game import pending_commands, snapshot
-from tavern.metrics import loss_series
 from tavern.skills import skill_cards, skill_evals
+from watchtower.metrics import loss_series
 
 STARTED = time.time()
 

@@ -1,5 +1,10 @@
 """The loss series for the battle chart, downsampled at write time so a 1M-step history stays fast.
 
+The read side of the vault's `series` and `rollup` tables (the vault fills them by trigger; the
+watchtower reads them, and the Tavern's GET /api/metrics calls `loss_series`), moved here from
+tavern/metrics.py so the Tavern runs no SQL on another room's tables (issue 12; issue 15 builds the
+rest of the watchtower's read models).
+
 Step events carry `loss` (train) and sometimes `val_loss`; `val`, `battle.end` and
 `checkpoint.saved` events may carry `val_loss` too. The vault keeps those numbers of each event in
 the narrow `series` table and, per metric and axis (step or wall time), a `rollup` of buckets at
