@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from arena.intake import Intake  # noqa: E402
 from arena.intake.watcher import InboxWatcher  # noqa: E402
-from realm import Realm  # noqa: E402
 from sentinels.config import IntakeConfig  # noqa: E402
+from sentinels.realm import Realm  # noqa: E402
 
 
 def make_chat_file(path: Path, n: int) -> None:

@@ -37,8 +37,8 @@ def parse_value(text: str):
 
 
 def run(home: Path, skill: str, levels: int, budget_s: float, overrides: dict) -> dict:
-    from realm import Realm
-    from tests.conftest import write_home_config
+    from bench._common import write_home_config
+    from sentinels.realm import Realm
 
     config = write_home_config(home, overrides)
     realm = Realm.open(home)

@@ -179,7 +179,7 @@ def ours(records: list[dict], tmp: Path, max_length: int, step_tokens: int) -> d
 
     from arena.daemon import ArenaDaemon
     from arena.queue import QuestQueue
-    from realm import Realm
+    from sentinels.realm import Realm
 
     home = tmp / f"ours{max_length}"
     home.mkdir()
@@ -301,8 +301,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(a.threads)
     from arena.hero import build_hero, count_params
+    from bench._common import bin_chats
     from sentinels.config import HeroConfig
-    from tests.test_trainer import bin_chats
 
     default_len = UNIFORM_MAX_LENGTH
     mixed, mixed_stats, mixed_lengths = fitting(skill_chats(a.mixed, seed=0), MIXED_MAX_LENGTH)

@@ -1,40 +1,41 @@
-"""Shared fixtures: every test gets a fresh temporary realm home; servers get free loopback ports."""
+"""Shared fixtures: every test gets a fresh temporary realm home; servers get free loopback ports.
+
+Plain helpers live in tests/helpers.py; the names below are re-exported for the modules that import
+them from here.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
+import random
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-REALM_PY = REPO / "realm.py"
-
 sys.path.insert(0, str(REPO))
 
+from tests.helpers import (  # noqa: E402  (needs the repo on sys.path)
+    LEARNING_BUDGET_MIN,
+    REALM_PY,
+    free_port,
+    run_realm,
+    write_home_config,
+)
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["REALM_PY", "REPO", "free_port", "run_realm", "write_home_config"]
 
 
-def run_realm(*args: str, home: Path | None = None, timeout: float = 600, check: bool = False, env=None):
-    """Run the real CLI in a subprocess, as a user would."""
-    argv = [sys.executable, str(REALM_PY), *args]
-    if home is not None:
-        argv += ["--home", str(home)]
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("REALM_HOME", None)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"realm {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+def pytest_configure(config: pytest.Config) -> None:
+    # The learning test has its own, larger timeout (tests/helpers.py); the global default must still
+    # exceed its budget, so a run that drops the per-test marker cannot cut the bench off mid-budget.
+    default = float(config.getini("timeout") or 0)
+    if 0 < default <= LEARNING_BUDGET_MIN * 60:
+        raise pytest.UsageError(
+            f"pytest timeout {default:g} s does not exceed the learning test's budget "
+            f"({LEARNING_BUDGET_MIN} min): raise [tool.pytest.ini_options] timeout in pyproject.toml"
         )
-    return proc
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def realm(home: Path):
     """An initialised realm facade on a temporary home."""
-    from realm import Realm
+    from sentinels.realm import Realm
 
     r = Realm.open(home)
     r.init()
@@ -55,16 +56,11 @@ def realm(home: Path):
     r.store.close()
 
 
-def write_home_config(home: Path, overrides: dict) -> dict:
-    """The repo's config with dotted-key overrides ("training.eval_every": 100), as <home>/realm.yaml."""
-    import yaml
-
-    data = yaml.safe_load((REPO / "configs" / "realm.yaml").read_text())
-    for dotted, value in overrides.items():
-        node = data
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value
-    (home / "realm.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    return data
+@pytest.fixture
+def rng(record_property) -> random.Random:
+    """A seeded random.Random. The seed is REALM_TEST_SEED when set (to replay a failure), else a new
+    one; it is recorded as a test property and printed, so a failing run's output names it."""
+    seed = int(os.environ.get("REALM_TEST_SEED") or random.SystemRandom().randrange(2**32))
+    record_property("seed", seed)
+    print(f"REALM_TEST_SEED={seed}")  # pytest shows captured output with a failure
+    return random.Random(seed)

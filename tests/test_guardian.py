@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 from sentinels.guardian import Guardian, Service
 from sentinels.locks import AlreadyRunning, InstanceLock, is_held
-from tests.conftest import run_realm
+from tests.helpers import isolated_config, run_realm, wait_until
 
 
 def test_crashing_service_is_restarted_with_backoff(realm):
@@ -22,10 +21,8 @@ def test_crashing_service_is_restarted_with_backoff(realm):
     t = threading.Thread(target=g.run)
     t.start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(marker.read_text() if marker.exists() else "") < 3:
-            time.sleep(0.1)
-        assert len(marker.read_text()) >= 3  # started, crashed, restarted at least twice
+        # started, crashed, restarted at least twice
+        wait_until(lambda: marker.exists() and len(marker.read_text()) >= 3, 60, "three starts")
         assert crash.restarts >= 2
         assert crash.backoff >= 4.0  # 1 s, then 2 s, then 4 s: doubling
         assert is_held(realm.home.run, "guardian")
@@ -50,6 +47,8 @@ def test_instance_lock_refuses_second_holder(realm):
 
 
 def test_up_and_down_round_trip(home):
+    # A temp home with every port free (nothing on 8888 or any fixed port) and no idle quests.
+    isolated_config(home)
     up = run_realm("up", home=home, check=True, timeout=60)
     assert "the realm is up" in up.stdout
     again = run_realm("up", home=home, check=True, timeout=60)

@@ -15,9 +15,11 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import LEARNING_BUDGET_MIN, LEARNING_TIMEOUT_S
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(LEARNING_TIMEOUT_S)
 def test_fresh_realm_levels_bin_up_through_the_daemon(tmp_path):
     home = tmp_path / "home"
     proc = subprocess.run(
@@ -27,13 +29,13 @@ def test_fresh_realm_levels_bin_up_through_the_daemon(tmp_path):
             "--levels",
             "1",
             "--budget-min",
-            "12",
+            str(LEARNING_BUDGET_MIN),
             "--home",
             str(home),
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=LEARNING_TIMEOUT_S - 60,
     )
     assert proc.stdout, proc.stderr
     result = json.loads(proc.stdout)
@@ -41,7 +43,7 @@ def test_fresh_realm_levels_bin_up_through_the_daemon(tmp_path):
     assert "1" in result["mastered"]
     assert result["arena_exit_code"] == 0
 
-    from realm import Realm
+    from sentinels.realm import Realm
 
     realm = Realm.open(home)
     evals = realm.store.query("SELECT level, accuracy FROM evals WHERE skill = 'bin' ORDER BY id")

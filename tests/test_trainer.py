@@ -1,24 +1,43 @@
 """The arena end to end: the real `realm arena` CLI on the default hero, checkpoints, resume, control.
 
-Helpers here (BIN-like chats, a tiny training config, event readers) are shared by the other
-tests/test_trainer*.py and tests/test_crash*.py modules.
+The helpers used here (BIN-like chats, a tiny training config, event readers) live in tests/helpers.py;
+they are imported here under the same names, which tests/test_trainer_accelerate.py still imports from
+this module.
 """
 
 from __future__ import annotations
 
-import json
-import random
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import orjson
 import pytest
-import yaml
 
-from tests.conftest import REALM_PY, REPO, run_realm
+from tests.helpers import (
+    arena,
+    assert_ledger_matches_folders,
+    bin_chats,
+    checkpoint_dirs,
+    command_done,
+    enqueue,
+    events,
+    last_event_id,
+    query,
+    run_realm,
+    send_command,
+    start_arena,
+    tiny_config,
+    wait_until,
+)
+
+__all__ = [
+    "arena",
+    "assert_ledger_matches_folders",
+    "bin_chats",
+    "enqueue",
+    "events",
+    "query",
+    "tiny_config",
+]
 
 CKPT_FILES = {
     ".ledger.json",
@@ -49,128 +68,6 @@ SIDECAR_KEYS = {
     "ledger_version",
     "name",
 }
-
-
-def circled(n: int) -> str:
-    return "".join("⓪①"[int(b)] for b in bin(n)[2:])
-
-
-def bin_chats(n: int, seed: int = 0, bits: int = 6) -> list[dict]:
-    """Distinct BIN-like addition chats ("Compute: add(①⓪, ①①)" -> "①⓪①")."""
-    rng = random.Random(seed)
-    pairs = rng.sample([(a, b) for a in range(2**bits) for b in range(2**bits)], n)
-    return [
-        {
-            "messages": [
-                {"role": "user", "content": f"Compute: add({circled(a)}, {circled(b)})"},
-                {"role": "assistant", "content": circled(a + b)},
-            ]
-        }
-        for a, b in pairs
-    ]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def tiny_config(home: Path, **training) -> None:
-    """A realm.yaml in the home: load_config picks it up for every command run on that home."""
-    cfg = {
-        "batch_size": 2,
-        "max_length": 128,
-        "save_steps": 15,
-        "keep_last": 3,
-        "eval_every": 1000,
-        "warmup_steps": 5,
-        "event_interval_s": 0.0,
-        "val_fraction": 0.05,
-        "threads": 1,
-        **training,
-    }
-    (home / "realm.yaml").write_text(yaml.safe_dump({"training": cfg, "guild": {"auto_generate": False}}))
-
-
-def enqueue(home: Path, name: str, records: list[dict], priority: str = "normal") -> int:
-    """Put a quest straight into the queue (as intake would after its checks)."""
-    from arena.queue import QuestQueue
-    from realm import Realm
-
-    realm = Realm.open(home)
-    realm.init()
-    src = write_jsonl(home / f".{name}.tmp", records)
-    quest = QuestQueue(realm.home, realm.store, realm.events).enqueue(
-        src, name=name, spec="chat_sft_v1", example_count=len(records)
-    )
-    realm.store.close()
-    return quest.id
-
-
-def events(home: Path, kind: str | None = None) -> list[dict]:
-    from vault.events import EventLog
-    from vault.store import Store
-
-    store = Store.for_home(home)
-    try:
-        return [
-            {"kind": e.kind, "ts": e.ts, **e.payload}
-            for e in EventLog(store).since(0, kinds=[kind] if kind else None, limit=100_000)
-        ]
-    finally:
-        store.close()
-
-
-def query(home: Path, sql: str, params=()) -> list[dict]:
-    from vault.store import Store
-
-    store = Store.for_home(home)
-    try:
-        return store.query(sql, params)
-    finally:
-        store.close()
-
-
-def checkpoint_dirs(home: Path) -> list[str]:
-    return sorted((p.name for p in (home / "models").iterdir()), key=lambda n: (len(n), n))
-
-
-def arena(home: Path, *args: str, env: dict | None = None, timeout: float = 300):
-    return run_realm("arena", *args, home=home, env=env, timeout=timeout)
-
-
-def start_arena(home: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    import os
-
-    full = {**os.environ, **(env or {})}
-    full.pop("REALM_HOME", None)
-    return subprocess.Popen(
-        [sys.executable, str(REALM_PY), "arena", *args, "--home", str(home)],
-        cwd=REPO,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def assert_ledger_matches_folders(home: Path) -> None:
-    folders = {p.name for p in (home / "models").iterdir()}
-    assert not [n for n in folders if n.startswith((".tmp-", ".trash-"))], folders
-    for name in folders:
-        assert (home / "models" / name / ".ledger.json").is_file(), name
-    live = {r["name"] for r in query(home, "SELECT name FROM checkpoints WHERE deleted = 0")}
-    assert live == folders
 
 
 # ---- the end-to-end test -------------------------------------------------------------------------
@@ -234,7 +131,7 @@ def test_arena_trains_checkpoints_and_resumes_exactly(tmp_path):
     # Resume to step 80: the step count and the quest offset continue.
     second = arena(home, "--max-steps", "80")
     assert second.returncode == 0, second.stdout + second.stderr
-    ev2 = events(home)[len(ev) :]
+    ev2 = events(home, since=ev[-1]["event_id"])
     start = next(e for e in ev2 if e["kind"] == "battle.start")
     assert start["resumed_at"] == {"epoch": 0, "offset": state["quest_offset"]}
     assert start["step"] == 40
@@ -261,36 +158,42 @@ def test_arena_trains_checkpoints_and_resumes_exactly(tmp_path):
 def test_pause_resume_skip_stop(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    # The default batch geometry (16 rows x 256 tokens per step): pause must land within 2 s of it.
+    # The default batch geometry (16 rows x 256 tokens per step). How soon a pause lands is measured
+    # by bench/control.py; this test checks what happens, not how fast.
     tiny_config(home, save_steps=1000, batch_size=16, max_length=256, threads=0)
     enqueue(home, "first.jsonl", bin_chats(3000, seed=1))
     enqueue(home, "second.jsonl", bin_chats(3000, seed=2))
     proc = start_arena(home)
+
+    def last_step() -> int:
+        return max((e["step"] for e in events(home, "step")), default=0)
+
     try:
-        wait_for(lambda: [e for e in events(home, "step") if e["step"] >= 5], 60, "training steps")
-        t_sent = time.time()
+        wait_until(lambda: last_step() >= 5, 120, "training steps", proc=proc)
+        sent = last_event_id(home)
         assert run_realm("pause", home=home).returncode == 0
-        paused = wait_for(lambda: events(home, "trainer.paused"), 10, "trainer.paused")[0]
-        cmd_ts = query(home, "SELECT ts FROM commands WHERE action = 'pause'")[0]["ts"]
-        assert paused["ts"] - cmd_ts < 2.0, "pause took effect later than 2 s after the command"
-        assert paused["ts"] - t_sent < 5.0
+        paused = wait_until(lambda: events(home, "trainer.paused"), 60, "trainer.paused", proc=proc)[0]
+        assert paused["event_id"] > sent
         assert query(home, "SELECT value FROM state WHERE key = 'battle'")[0]["value"].count('"paused"')
-        held = max(e["step"] for e in events(home, "step"))
-        time.sleep(1.0)
-        assert max(e["step"] for e in events(home, "step")) == held  # no step while paused
+        held = last_step()
+        # Proof that the paused loop went round without stepping: a command sent now is taken only by
+        # that loop (a second pause is taken and ignored), and no step comes before it is taken.
+        again = send_command(home, "pause")
+        wait_until(lambda: command_done(home, again), 60, "the paused trainer to take a command", proc=proc)
+        assert last_step() == held, "a step ran while paused"
         assert proc.poll() is None
 
         run_realm("resume", home=home, check=True)
-        wait_for(lambda: max(e["step"] for e in events(home, "step")) > held, 10, "steps after resume")
+        wait_until(lambda: last_step() > held, 60, "steps after resume", proc=proc)
         run_realm("skip", home=home, check=True)
-        end = wait_for(lambda: events(home, "battle.end"), 10, "battle.end")[0]
+        end = wait_until(lambda: events(home, "battle.end"), 60, "battle.end", proc=proc)[0]
         assert (end["quest_id"], end["status"]) == (1, "skipped")
-        wait_for(lambda: len(events(home, "battle.start")) == 2, 10, "the next battle")
+        wait_until(lambda: len(events(home, "battle.start")) == 2, 60, "the next battle", proc=proc)
         assert query(home, "SELECT status FROM quests ORDER BY id") == [
             {"status": "skipped"},
             {"status": "processing"},
         ]
-        wait_for(lambda: max(e["step"] for e in events(home, "step")) > end["step"] + 2, 10, "quest 2 steps")
+        wait_until(lambda: last_step() > end["step"] + 2, 60, "quest 2 steps", proc=proc)
         run_realm("stop", home=home, check=True)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -300,6 +203,6 @@ def test_pause_resume_skip_stop(tmp_path):
     assert proc.returncode == 0, out
     stopped = events(home, "trainer.stopped")[-1]
     last = events(home, "checkpoint.saved")[-1]
-    assert last["step"] == stopped["step"] == max(e["step"] for e in events(home, "step"))
+    assert last["step"] == stopped["step"] == last_step()
     assert_ledger_matches_folders(home)
     assert query(home, "SELECT value FROM state WHERE key = 'battle'")[0]["value"].count('"stopped"')
