@@ -1,8 +1,10 @@
-"""realm: the command line and the `Realm` facade.
+"""realm: the command line, and nothing else.
 
-Run `realm --help` (or `python realm.py --help`). This module wires the rooms together: it loads
-the config, opens the realm home and its state store, sets up logging, and registers each room's
-commands. Business logic lives in the rooms, never here.
+Run `realm --help` (or `python realm.py --help`). This module is the entry point (`realm = "realm:main"`):
+it builds the click group, registers each room's commands, and holds the commands that belong to no
+room (init, status, config, up, down, logs). The `Realm` facade lives in `sentinels.realm` and the
+helpers room CLIs share in `sentinels.clikit`; no room imports this module, because the guardian runs
+it as `__main__` and an import would load it a second time. Business logic lives in the rooms.
 """
 
 from __future__ import annotations
@@ -10,115 +12,19 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import logging.handlers
 import sys
 import time
-from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 
 import click
 
-from sentinels.config import ConfigError, RealmConfig, load_config
-from vault.events import EventLog
-from vault.home import RealmHome
-from vault.store import Store
+from sentinels.clikit import home_option, realm_from
+from sentinels.logs import setup_logging
+from sentinels.realm import Realm
 
 log = logging.getLogger("realm")
 
 # Rooms that add their own commands; each module exposes `commands: list[click.Command]`.
 ROOM_COMMANDS: tuple[str, ...] = ("tavern.cli", "arena.quest_cli", "guild.cli", "arena.cli")
-
-
-@dataclass
-class Realm:
-    """The facade: config + home + store + event log, opened once per process."""
-
-    config: RealmConfig
-
-    @classmethod
-    def open(cls, home: str | Path | None = None, config_path: str | Path | None = None) -> Realm:
-        return cls(load_config(config_path, home=home))
-
-    @cached_property
-    def home(self) -> RealmHome:
-        return RealmHome(self.config.home_path)
-
-    @cached_property
-    def store(self) -> Store:
-        return Store(self.home.db_path)
-
-    @cached_property
-    def events(self) -> EventLog:
-        return EventLog(self.store)
-
-    def init(self) -> list[str]:
-        return self.home.init()
-
-    def ensure(self) -> None:
-        """Initialise the home if needed (cheap when it exists)."""
-        self.init()
-
-    def status(self) -> dict:
-        self.ensure()
-        quests = {
-            r["status"]: r["n"]
-            for r in self.store.query("SELECT status, count(*) AS n FROM quests GROUP BY status")
-        }
-        counts = self.store.table_counts(["events", "quests", "checkpoints", "evals", "achievements"])
-        from sentinels.locks import is_held
-
-        return {
-            "home": str(self.home.root),
-            "database": str(self.home.db_path),
-            "counts": counts,
-            "quests": {
-                s: quests.get(s, 0) for s in ("queued", "processing", "completed", "failed", "skipped")
-            },
-            "inbox_files": sum(1 for p in self.home.inbox.iterdir() if p.is_file()),
-            "services": {name: is_held(self.home.run, name) for name in ("guardian", "arena", "tavern")},
-            "hero": self.store.get_state("hero", {}),
-            "battle": self.store.get_state("battle", {}),
-        }
-
-
-def setup_logging(realm: Realm, console: bool = True) -> None:
-    cfg = realm.config.logging
-    root = logging.getLogger()
-    root.setLevel(cfg.level)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
-    realm.home.logs.mkdir(parents=True, exist_ok=True)
-    fh = logging.handlers.RotatingFileHandler(
-        realm.home.logs / "realm.log", maxBytes=cfg.max_bytes, backupCount=cfg.backups, encoding="utf-8"
-    )
-    fh.setFormatter(fmt)
-    root.addHandler(fh)
-    if console:
-        ch = logging.StreamHandler(sys.stderr)
-        ch.setFormatter(fmt)
-        root.addHandler(ch)
-
-
-def home_option(f):
-    return click.option(
-        "--home",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Realm home (default: REALM_HOME, then the config, then the repo root).",
-    )(f)
-
-
-def open_realm(home: str | None, config_path: str | None = None) -> Realm:
-    """Load config for a command; a bad config ends the process with exit code 2."""
-    try:
-        realm = Realm.open(home, config_path)
-    except ConfigError as exc:
-        click.echo(f"config error: {exc}", err=True)
-        sys.exit(2)
-    setup_logging(realm, console=False)
-    return realm
 
 
 class RealmGroup(click.Group):
@@ -151,10 +57,6 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     """Realm of Training: drop JSONL quests into inbox/ and watch DIO train."""
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
-
-
-def realm_from(ctx: click.Context, home: str | None) -> Realm:
-    return open_realm(home, (ctx.obj or {}).get("config_path"))
 
 
 @cli.command()
@@ -225,19 +127,25 @@ def local_services(realm: Realm) -> list:
 @click.option("--foreground", is_flag=True, help="Stay attached instead of running in the background.")
 @click.pass_context
 def up(ctx, home, foreground):
-    """Start the realm's services under the guardian."""
-    from sentinels.guardian import start_detached
+    """Start the realm's services under the guardian (again, any that a `realm stop` stopped)."""
+    from sentinels.guardian import start_detached, wake
     from sentinels.locks import is_held, read_pid
 
     realm = realm_from(ctx, home)
     realm.init()
-    if is_held(realm.home.run, "guardian"):
-        click.echo(f"the realm is already up (guardian pid {read_pid(realm.home.run / 'guardian.lock')})")
+    run = realm.home.run
+    if is_held(run, "guardian"):
+        # Signal only when a service is down: one that stopped cleanly waits for this wake.
+        down = [s.name for s in local_services(realm) if not is_held(run, s.name)]
+        if down and wake(run) is not None:
+            click.echo(f"the realm is already up; starting {', '.join(down)} again")
+        else:
+            click.echo(f"the realm is already up (guardian pid {read_pid(run / 'guardian.lock')})")
         return
     if foreground:
         ctx.invoke(guardian, home=home)
         return
-    pid = start_detached(realm.home.root)
+    pid = start_detached(realm.home.root, realm.config.logging)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not is_held(realm.home.run, "guardian"):
         time.sleep(0.1)
@@ -257,10 +165,10 @@ def guardian(ctx, home):
     from sentinels.guardian import Guardian, install_signal_handlers
 
     realm = realm_from(ctx, home)
-    setup_logging(realm, console=True)
-    stop = threading.Event()
-    install_signal_handlers(stop)
-    Guardian(realm.home.root, local_services(realm), stop).run()
+    setup_logging(realm, "guardian", console=True)
+    stop, wake = threading.Event(), threading.Event()
+    install_signal_handlers(stop, wake)  # before the lock: `realm resume` may signal once it is held
+    Guardian(realm.home.root, local_services(realm), stop, realm.config.logging, wake).run()
 
 
 @cli.command()
@@ -282,6 +190,40 @@ def down(ctx, home):
     else:
         click.echo(f"the guardian (pid {pid}) did not stop in time", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("service", required=False)
+@click.option(
+    "-n", "--lines", type=click.IntRange(min=0), default=40, show_default=True, help="Lines to show."
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing lines as they are written (Ctrl-C ends).")
+@home_option
+@click.pass_context
+def logs(ctx, service, lines, follow, home):
+    """Show a service's log (guardian, arena, tavern, cli, ...), or the end of every log."""
+    from sentinels.logs import LogsError, resolve, tail
+    from sentinels.logs import follow as follow_logs
+
+    realm = realm_from(ctx, home)
+    try:
+        paths = resolve(realm.home.logs, service)
+    except LogsError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    several = len(paths) > 1
+    if follow:
+        try:
+            for name, line in follow_logs(paths, last=lines):
+                click.echo(f"{name}: {line}" if several else line)
+        except KeyboardInterrupt:
+            pass
+        return
+    for path in paths.values():
+        if several:
+            click.echo(f"==> {path} <==")
+        for line in tail(path, lines):
+            click.echo(line)
 
 
 def main() -> None:

@@ -4,8 +4,10 @@ A checkpoint is one self-contained folder `models/checkpoint-{step}-{YYYYMMDD}-{
 
     config.json, generation_config.json, model.safetensors   HF save_pretrained (safetensors)
     tokenizer.json, tokenizer_config.json, chat_template.jinja   the tokenizer
-    trainer_state.json    loop state (step, quest id/epoch/offset, counters): readable
-    trainer_state.pt      optimizer, scheduler and RNG states, for exact resume
+    trainer_state.json    loop state (step, quest id/epoch/offset, counters): readable; its
+                          "format" says which LoopState wrote it (arena.trainer reads every one)
+    trainer_state.pt      optimizer, scheduler and RNG states, for exact resume: tensors and plain
+                          data only, read with torch.load(weights_only=True)
     .ledger.json          the ledger fields (LEDGER_FIELDS), written last
 
 Atomicity: everything is written into `models/.tmp-checkpoint-*`, each file fsynced, then the folder
@@ -15,6 +17,11 @@ crash between the two is repaired by `reconcile()` from the sidecar, which is wh
 always be rebuilt from the folders. Retention marks the row deleted, renames the folder to
 `.trash-*` and then removes it, so a half-deleted folder is never listed either.
 
+Loading never runs code from a checkpoint: weights are safetensors, and trainer_state.pt is read
+with `weights_only=True`, which unpickles only tensors and plain containers. Checkpoints will come
+from other zones over the network; one whose state file holds anything else (a pickled object whose
+unpickling would call arbitrary functions) is refused with `CheckpointError`, never half-trusted.
+
 `REALM_TEST_CRASH_AT=point[@n]` makes the process kill itself (SIGKILL) the n-th time it reaches
 `crash_point(point)`: the crash tests use it to hit exact moments.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -64,6 +72,10 @@ LEDGER_FIELDS = (
 _hits: dict[str, int] = {}
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be trusted or read; the message names the file and why."""
+
+
 def crash_point(name: str) -> None:
     """Die here, as kill -9 would, when REALM_TEST_CRASH_AT names this point (tests only)."""
     want = os.environ.get("REALM_TEST_CRASH_AT")
@@ -89,7 +101,18 @@ class Checkpoint:
         return orjson.loads((self.path / STATE_JSON).read_bytes())
 
     def tensors_state(self) -> dict[str, Any]:
-        return torch.load(self.path / STATE_PT, map_location="cpu", weights_only=False)
+        """Optimizer, scheduler and RNG states; refuses a file that holds more than tensors and data."""
+        path = self.path / STATE_PT
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # torch's message mostly explains how to load the file unsafely; keep only what it found.
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+            what = f"it would call {found.group(1)}" if found else "it holds more than tensors and data"
+            raise CheckpointError(
+                f"{path}: refused: {what} when unpickled; only tensors and plain data are loaded"
+                f" (move {self.name} out of models/ to resume from the checkpoint before it)"
+            ) from None
 
 
 def _fsync_tree(root: Path) -> None:

@@ -11,7 +11,9 @@ quest left in processing goes back to the front of its queue with offset 0 (noth
 Then the loop: claim the next quest and fight it (one battle), finish it, repeat. When the queue is
 empty: run intake, call `on_idle()` (the guild writes an idle quest), and poll again. Battle commands
 (pause, resume, stop, skip) arrive through arena.control between steps, while idle too. SIGTERM and
-SIGINT act as `stop`: checkpoint, then exit 0.
+SIGINT act as `stop`: checkpoint, then exit 0 (under the guardian, exit 0 means "stay stopped" until
+`realm resume` or `realm up`). Commands still pending from before this arena started are expired,
+not obeyed (arena.control says why).
 
 Hooks (all optional; default no-ops), given as `ArenaHooks(on_eval=..., on_idle=...)`:
     on_eval(generate_fn, step)  every training.eval_every steps and at the end of each battle;
@@ -35,13 +37,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arena import control
 from arena.checkpoints import CheckpointManager, crash_point
 from arena.queue import QuestQueue
 from arena.reporting import Reporter
 from sentinels.config import REPO_ROOT
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger("realm.arena")
 
@@ -57,7 +62,7 @@ class ArenaHooks:
     intake: Callable[[], Any] | None = None
 
 
-def default_intake(realm):
+def default_intake(realm: Realm):
     """The arena's own intake: recover half-claimed files, then watch the inbox continuously."""
     from arena.intake.service import Intake
     from arena.intake.watcher import InboxWatcher
@@ -69,7 +74,7 @@ def default_intake(realm):
 
 @dataclass
 class ArenaDaemon:
-    realm: Any
+    realm: Realm
     hooks: ArenaHooks = field(default_factory=ArenaHooks)
     max_steps: int | None = None
     max_quests: int | None = None
@@ -124,6 +129,7 @@ class ArenaDaemon:
 
     # ---- the daemon ------------------------------------------------------------------------
     def run(self) -> int:
+        started = time.time()  # commands sent from here on are this arena's
         from accelerate import Accelerator
 
         cfg = self.realm.config.training
@@ -153,6 +159,9 @@ class ArenaDaemon:
 
             self.realm.init()
             lock = InstanceLock(self.realm.home.run, "arena").acquire()
+            stale = control.expire_pending(self.realm.store, self.realm.events, started)
+            if stale:
+                log.info("expired commands %s, sent while no arena ran", stale)
             CheckpointManager(self.realm.home.models, self.realm.store, cfg.keep_last).reconcile()
         acc.wait_for_everyone()
         self.reporter = Reporter(

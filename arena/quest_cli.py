@@ -14,13 +14,13 @@ import threading
 
 import click
 
-from realm import home_option
+from sentinels.clikit import home_option
 from vault.home import PRIORITIES
 
 
 def _intake(ctx: click.Context, home: str | None):
     from arena.intake import Intake
-    from realm import realm_from
+    from sentinels.clikit import realm_from
 
     return Intake.for_realm(realm_from(ctx, home))
 

@@ -26,7 +26,9 @@ from vault.store import Store
 
 log = logging.getLogger("realm.queue")
 
-STATUSES = ("queued", "processing", "completed", "failed", "skipped", "cancelled")
+# Every status a quests row can hold. `retried`: a failed or cancelled quest whose file `retry()` put
+# back into the inbox; the row stays as its history, and intake gives the file a new quest row.
+STATUSES = ("queued", "processing", "completed", "failed", "skipped", "cancelled", "retried")
 
 
 def now_iso() -> str:
@@ -117,6 +119,12 @@ class QuestQueue:
         if row is None:
             raise QueueError(f"no quest with id {quest_id}")
         return Quest.from_row(row, self.home.root)
+
+    def counts(self) -> dict[str, int]:
+        """How many quests are in each status (every status listed, 0 when none)."""
+        rows = self.store.query("SELECT status, count(*) AS n FROM quests GROUP BY status")
+        found = {r["status"]: int(r["n"]) for r in rows}
+        return {s: found.get(s, 0) for s in STATUSES}
 
     def list(self, statuses: list[str] | None = None, limit: int = 1000) -> list[Quest]:
         sql = "SELECT * FROM quests"

@@ -7,7 +7,7 @@ migrations = Migrations("arena")
 
 @migrations()
 def m001_quests(db):
-    # status: queued | processing | completed | failed | skipped | cancelled
+    # status: queued | processing | completed | failed | skipped | cancelled | retried
     # seq orders quests FIFO inside a priority; a quest put back after a restart gets a low seq.
     db.execute(
         """CREATE TABLE quests (

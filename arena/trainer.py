@@ -16,7 +16,10 @@ every rank packs the same stream and takes its own slice, so a 2-process run see
 batch as a 1-process run with twice the accumulation. Only rank 0 writes (events, checkpoints, ledger, quest
 progress); rank 0 also reads battle commands and broadcasts them.
 
-All resumable loop state is in `LoopState` and goes into every checkpoint's trainer_state.json.
+All resumable loop state is in `LoopState` and goes into every checkpoint's trainer_state.json,
+with the format it was written in. `LoopState.from_dict` reads any earlier format: it maps renamed
+fields (RENAMES), defaults missing ones and drops unknown ones with a warning, so a renamed field
+never strands the checkpoints written before it (litgpt reads old metadata the same way).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,12 @@ Poll = Callable[[], str | None]  # between steps: None, "stop" or "skip" (pause 
 EvalHook = Callable[[Callable[[list[str]], list[str]], int], Any]
 
 
+# trainer_state.json formats: 1 (no "format" key) had `recent`; 2 calls it `recent_losses`, since
+# elsewhere in the realm "recent" means recent eval accuracies.
+STATE_FORMAT = 2
+RENAMES: dict[str, str] = {"recent": "recent_losses"}  # old name -> current name, across all formats
+
+
 @dataclass
 class LoopState:
     step: int = 0
@@ -62,7 +71,39 @@ class LoopState:
     quest_done: bool = False
     train_loss: float | None = None
     val_loss: float | None = None
-    recent: list[float] = field(default_factory=list)  # last step losses, for a smooth train_loss
+    recent_losses: list[float] = field(default_factory=list)  # last step losses, for a smooth train_loss
+
+    def to_dict(self) -> dict[str, Any]:
+        """What trainer_state.json holds: the fields and the format they are written in."""
+        return {"format": STATE_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "trainer_state.json") -> LoopState:
+        """Read any format so far: renamed fields mapped, missing ones defaulted, unknown ones
+        dropped with a warning (a newer realm's fields are not guessed at)."""
+        data = dict(data)
+        fmt = data.pop("format", 1)
+        if not isinstance(fmt, int) or fmt > STATE_FORMAT:
+            log.warning(
+                "%s: format %r is newer than this realm's (%d); reading the fields it knows",
+                source,
+                fmt,
+                STATE_FORMAT,
+            )
+        for old, new in RENAMES.items():
+            if old in data:
+                value = data.pop(old)
+                data.setdefault(new, value)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            log.warning("%s: ignoring unknown loop-state fields %s", source, ", ".join(unknown))
+        missing = sorted(known - set(data))
+        if missing:
+            log.info(
+                "%s: fields %s absent (format %s); using their defaults", source, ", ".join(missing), fmt
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def lr_lambda(warmup: int, decay: int, floor: float) -> Callable[[int], float]:
@@ -100,7 +141,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         if latest is not None:
             model, self.tokenizer = load_checkpoint_hero(latest.path)
-            self.state = LoopState(**latest.loop_state())
+            self.state = LoopState.from_dict(latest.loop_state(), str(latest.path / "trainer_state.json"))
             log.info("resuming from %s (step %d)", latest.name, self.state.step)
         else:
             model, self.tokenizer = build_hero(self.hero_cfg, repo_root, seed=self.cfg.seed)
@@ -259,8 +300,8 @@ class Trainer:
                 n_ex, n_tok = sum(r.examples for r in rows), sum(len(r.ids) for r in rows)
                 s.examples_trained += n_ex
                 s.tokens_trained += n_tok
-                s.recent = [*s.recent[-19:], loss]
-                s.train_loss = sum(s.recent) / len(s.recent)
+                s.recent_losses = [*s.recent_losses[-19:], loss]
+                s.train_loss = sum(s.recent_losses) / len(s.recent_losses)
                 self._speed.append((time.monotonic() - t0, n_tok, n_ex))
                 # ---- periodic: step event + published state (throttled)
                 done = s.quest_epoch * n_train + s.quest_offset
@@ -363,7 +404,7 @@ class Trainer:
         cp = self.ckpts.save(
             model=self.acc.unwrap_model(self.model),
             tokenizer=self.tokenizer,
-            loop_state=asdict(s),
+            loop_state=s.to_dict(),
             tensors_state={
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger(__name__)
 
 
-def _spec(realm, skill_id: str):
+def _spec(realm: Realm, skill_id: str):
     from guild.evalsets import skills_dir
     from guild.skills import SkillError, load_skill
 
@@ -29,9 +33,9 @@ def _spec(realm, skill_id: str):
 
 
 def _home(f):
-    import realm as realm_mod
+    from sentinels.clikit import home_option
 
-    return realm_mod.home_option(f)
+    return home_option(f)
 
 
 @click.group("skill")
@@ -46,7 +50,7 @@ def list_cmd(ctx, home):
     """List skills with their levels and where they come from."""
     from guild.evalsets import skills_dir
     from guild.skills import list_skills, load_skill
-    from realm import realm_from
+    from sentinels.clikit import realm_from
 
     realm = realm_from(ctx.find_root(), home)
     for sid in list_skills(skills_dir(realm.config.guild)):
@@ -65,7 +69,7 @@ def list_cmd(ctx, home):
 def generate(ctx, skill_id, level, count, seed, home):
     """Print problems as JSONL (skill_v1 quest lines: messages + metadata)."""
     from guild.client import open_skill
-    from realm import realm_from
+    from sentinels.clikit import realm_from
 
     realm = realm_from(ctx.find_root(), home)
     client = open_skill(_spec(realm, skill_id))
@@ -94,10 +98,12 @@ def serve(ctx, skill_id, host, port, home):
     """Serve a local skill over the skill-server HTTP contract until interrupted."""
     from guild.client import LocalSkill
     from guild.server import make_server
-    from realm import realm_from, setup_logging
+    from sentinels.clikit import realm_from
+    from sentinels.logs import setup_logging
 
     realm = realm_from(ctx.find_root(), home)
-    setup_logging(realm, console=True)
+    # One file per server: several skills may be served from one home, each on its own port.
+    setup_logging(realm, f"skill-{skill_id}-{port}", console=True)
     spec = _spec(realm, skill_id)
     if spec.remote:
         raise click.ClickException(
@@ -122,7 +128,7 @@ def serve(ctx, skill_id, host, port, home):
 def check(ctx, skill_id, file, home):
     """Score a JSONL file of {"prompt", "expected", "response"}; prints {"n", "correct", "accuracy"}."""
     from guild.client import open_skill
-    from realm import realm_from
+    from sentinels.clikit import realm_from
 
     realm = realm_from(ctx.find_root(), home)
     client = open_skill(_spec(realm, skill_id))
@@ -148,7 +154,7 @@ def check(ctx, skill_id, file, home):
 def evalsets(ctx, home):
     """Write any missing eval sets into the realm home (idempotent)."""
     from guild.evalsets import ensure_eval_sets
-    from realm import realm_from
+    from sentinels.clikit import realm_from
 
     realm = realm_from(ctx.find_root(), home)
     realm.ensure()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guild import evalsets, planner, progression
 from guild.client import EVAL_SEED, SkillClient, open_skill
@@ -24,6 +24,9 @@ from guild.skills import SkillError, SkillSpec, list_skills, load_skill
 from sentinels.config import GuildConfig, RealmConfig
 from vault.events import EventLog
 from vault.store import Store
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger(__name__)
 ANSWER_MARGIN = 16  # tokens of eval budget beyond the longest expected answer
@@ -56,7 +59,7 @@ class Guild:
             raise ValueError(f"guild.review_share must be in [0, 1), got {self.cfg.review_share}")
 
     @classmethod
-    def from_realm(cls, realm: Any) -> Guild:
+    def from_realm(cls, realm: Realm) -> Guild:
         return cls(realm.home.root, realm.store, realm.events, realm.config)
 
     # --- skills ----------------------------------------------------------------------------------

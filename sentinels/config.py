@@ -173,7 +173,7 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Console and file log level."""
     max_bytes: Positive = 5_000_000
-    """Rotate logs/realm.log at this size."""
+    """Rotate each logs/<service>.log (and bound logs/*.out and cli.log) at this size."""
     backups: Count = 3
     """Rotated log files kept."""
 

@@ -9,13 +9,16 @@ its worker) or on the first Socket.IO connection.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import Flask, request
 from flask_socketio import SocketIO, emit, join_room
 
 from tavern.errors import register_error_handlers
 from tavern.relay import ROOM, Relay
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger("realm.tavern")
 
@@ -24,7 +27,7 @@ socketio = SocketIO(async_mode="threading")
 
 
 def create_app(
-    realm: Any, *, bind: str | None = None, start_relay: bool = False, testing: bool = False
+    realm: Realm, *, bind: str | None = None, start_relay: bool = False, testing: bool = False
 ) -> Flask:
     from tavern.api import api
     from tavern.views import pages

@@ -16,15 +16,18 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sentinels.config import DEFAULT_CONFIG, RESTART_KEYS, ConfigError, parse_config, read_yaml
 from tavern.errors import ApiError
 
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
-def config_path(realm: Any) -> Path:
+
+def config_path(realm: Realm) -> Path:
     home_file = realm.home.root / "realm.yaml"
     return home_file if home_file.is_file() else DEFAULT_CONFIG
 
@@ -44,13 +47,13 @@ def needs_restart(key: str) -> bool:
     return any(key == r or key.startswith(r + ".") for r in RESTART_KEYS)
 
 
-def _effective(realm: Any) -> dict[str, Any]:
+def _effective(realm: Realm) -> dict[str, Any]:
     data = parse_config(read_yaml(config_path(realm)), str(config_path(realm))).to_dict()
     data.pop("home", None)  # the home is chosen by --home / REALM_HOME, not edited here
     return data
 
 
-def read(realm: Any) -> dict[str, Any]:
+def read(realm: Realm) -> dict[str, Any]:
     path = config_path(realm)
     try:
         data = _effective(realm)
@@ -105,7 +108,7 @@ def _refuse(key: str, problem: str) -> ApiError:
     return ApiError(422, f"request body: key '{key}': {problem}", key=key, problem=problem)
 
 
-def _candidate(realm: Any, body: dict[str, Any]) -> tuple[Any, str]:
+def _candidate(realm: Realm, body: dict[str, Any]) -> tuple[Any, str]:
     """(the data to validate, the text to save) for a YAML text edit or a structured partial edit."""
     if "yaml" in body:
         if not isinstance(body["yaml"], str):
@@ -128,7 +131,7 @@ def _candidate(realm: Any, body: dict[str, Any]) -> tuple[Any, str]:
     )
 
 
-def write(realm: Any, body: Any) -> dict[str, Any]:
+def write(realm: Realm, body: Any) -> dict[str, Any]:
     """Validate and save a config edit; body is {"config": {...partial...}} or {"yaml": "..."}.
 
     `config` names only the keys to change (sections merge, a section cannot be null); `yaml` is the

@@ -19,12 +19,13 @@ import click
 @click.pass_context
 def tavern(ctx, port, bind, threads, home=None):
     """Serve the Tavern: the live web game at http://127.0.0.1:8888/."""
-    from realm import realm_from, setup_logging
+    from sentinels.clikit import realm_from
     from sentinels.locks import AlreadyRunning, InstanceLock
+    from sentinels.logs import setup_logging
     from tavern.server import serve
 
     realm = realm_from(ctx, home)
-    setup_logging(realm, console=True)
+    setup_logging(realm, "tavern", console=True)
     realm.ensure()
     _lower_priority(realm.config.tavern.nice)
     host = bind or realm.config.bind
@@ -51,7 +52,7 @@ def _lower_priority(nice: int) -> None:
 
 
 def _with_home(cmd: click.Command) -> click.Command:
-    from realm import home_option
+    from sentinels.clikit import home_option
 
     return home_option(cmd)
 

@@ -9,7 +9,7 @@ guild. The Tavern runs no SQL of its own (tests/test_tavern_reads.py checks).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arena import control
 from arena.queue import QuestQueue
@@ -17,12 +17,15 @@ from arena.reporting import XP_PER_LEVEL, read_hero
 from guild.progression import unlocked_achievements
 from tavern.skills import skill_cards
 
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
-def quest_counts(realm: Any) -> dict[str, int]:
+
+def quest_counts(realm: Realm) -> dict[str, int]:
     return QuestQueue(realm.home, realm.store, realm.events).counts()
 
 
-def hero_card(realm: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:
+def hero_card(realm: Realm, counts: dict[str, int] | None = None) -> dict[str, Any]:
     counts = quest_counts(realm) if counts is None else counts
     hero = read_hero(realm.store, realm.events, counts.get("completed", 0))
     hero.setdefault("name", realm.config.hero.name)
@@ -30,15 +33,15 @@ def hero_card(realm: Any, counts: dict[str, int] | None = None) -> dict[str, Any
     return hero
 
 
-def pending_commands(realm: Any) -> list[dict[str, Any]]:
+def pending_commands(realm: Realm) -> list[dict[str, Any]]:
     return control.pending(realm.store)
 
 
-def achievements(realm: Any) -> list[dict[str, Any]]:
+def achievements(realm: Realm) -> list[dict[str, Any]]:
     return unlocked_achievements(realm.store)
 
 
-def snapshot(realm: Any, auth: dict[str, Any]) -> dict[str, Any]:
+def snapshot(realm: Realm, auth: dict[str, Any]) -> dict[str, Any]:
     store = realm.store
     # Read the event head first: anything emitted while we read is then re-sent by catch-up,
     # never missed (the page de-duplicates by event id).

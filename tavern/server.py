@@ -15,15 +15,18 @@ the master, because threads do not survive fork().
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gunicorn.app.base import BaseApplication
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger("realm.tavern.server")
 
 
 class TavernServer(BaseApplication):
-    def __init__(self, realm: Any, host: str, port: int, threads: int | None = None):
+    def __init__(self, realm: Realm, host: str, port: int, threads: int | None = None):
         self.realm, self.host, self.port = realm, host, port
         self.threads = threads or realm.config.tavern.threads
         super().__init__()
@@ -55,6 +58,6 @@ class TavernServer(BaseApplication):
         return create_app(self.realm, bind=self.host, start_relay=True)
 
 
-def serve(realm: Any, host: str, port: int, threads: int | None = None) -> None:
+def serve(realm: Realm, host: str, port: int, threads: int | None = None) -> None:
     log.info("Tavern on http://%s:%s/ (gunicorn gthread, %s threads)", host, port, threads or "default")
     TavernServer(realm, host, port, threads).run()

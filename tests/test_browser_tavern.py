@@ -89,7 +89,7 @@ def drop_training_quest(realm, name: str = "bin-practice.jsonl", epochs: int = 2
 
 @pytest.fixture(scope="module")
 def realm_home(tmp_path_factory):
-    from realm import Realm
+    from sentinels.realm import Realm
 
     home = tmp_path_factory.mktemp("tavern-browser")
     write_home_config(

@@ -45,7 +45,7 @@ def test_restart_puts_processing_quest_back_first(realm):
     assert first.name == "r0.jsonl" and first.path.parent.name == "processing"
     # The process dies here. A new process opens the same home:
     realm.store.close()
-    from realm import Realm
+    from sentinels.realm import Realm
 
     again = Realm.open(realm.home.root)
     queue = QuestQueue(again.home, again.store, again.events)
@@ -106,7 +106,7 @@ def test_quest_cli_end_to_end(home, tmp_path):
     p = run_realm("queue", "list", home=home, check=True)
     assert "good.jsonl" in p.stdout and "dropped.jsonl" not in p.stdout
 
-    from realm import Realm
+    from sentinels.realm import Realm
 
     r = Realm.open(home)
     kinds = [e.kind for e in r.events.since(0, kinds=["quest.*"])]

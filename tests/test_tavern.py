@@ -145,8 +145,8 @@ def test_upload_goes_through_intake_201_location(client, realm):
 
 
 def test_upload_size_limit(realm):
-    from realm import Realm
     from sentinels.config import load_config
+    from sentinels.realm import Realm
 
     small = Realm(load_config(home=realm.home.root, overrides={"tavern.max_upload_mb": 1}))
     client = create_app(small, testing=True).test_client()
@@ -213,8 +213,8 @@ def test_config_read_validate_and_write_to_home(client, realm):
 
 
 def test_token_rule_for_mutating_calls(realm):
-    from realm import Realm
     from sentinels.config import load_config
+    from sentinels.realm import Realm
 
     open_app = create_app(realm, bind="0.0.0.0", testing=True).test_client()
     r = open_app.post("/api/control", json={"action": "pause"})

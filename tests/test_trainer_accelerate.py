@@ -72,7 +72,7 @@ def test_two_process_run_matches_one_process_with_same_global_batch(tmp_path):
     assert len(events(two, "battle.start")) == 1
     assert len(query(two, "SELECT * FROM checkpoints")) == 3
     assert_ledger_matches_folders(two)
-    assert "arena process 1 of 2" in (two / "logs" / "realm.log").read_text()
+    assert "arena process 1 of 2" in (two / "logs" / "arena.rank1.log").read_text()
 
     a = [e["loss"] for e in events(one, "step")]
     b = [e["loss"] for e in events(two, "step")]

@@ -6,7 +6,8 @@ import time
 
 from flask import jsonify, request
 
-from arena.control import ControlError, battle_state, send
+from arena import control as arena_control
+from arena.control import ControlError, battle_state
 from tavern import armory
 from tavern.api import api, realm
 from tavern.auth import auth_status, mutating
@@ -90,7 +91,8 @@ def control():
     action = body.get("action")
     r = realm()
     try:
-        cid = send(r.store, r.events, str(action))
+        # request(), not send(): a resume also wakes an arena that a stop left stopped.
+        cid, woke = arena_control.request(r, str(action))
     except ControlError as exc:
         raise ApiError(400, str(exc)) from exc
     # The trainer takes the command between steps; until then it shows as requested.
@@ -98,6 +100,7 @@ def control():
         command_id=cid,
         action=action,
         status="requested",
+        woke=woke,
         battle=battle_state(r.store),
         pending_commands=pending_commands(r),
     ), 202

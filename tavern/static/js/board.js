@@ -16,6 +16,9 @@ function questCard(q, refresh) {
     const detail = q.error?.errors?.[0]?.message || q.error?.errors?.[0] || "";
     card.append(el("div", { class: "reason", text: `${q.reason || "failed"}${typeof detail === "string" && detail && detail !== q.reason ? ` — ${detail}` : ""}` }));
     card.append(el("div", { class: "qactions" }, el("button", { text: "Retry", onclick: () => act("retry") })));
+  } else if (q.status === "retried") {
+    // Its file went back to the inbox: intake gives it a new card; this one keeps the refusal.
+    card.append(el("div", { class: "reason", text: `${q.reason || "failed"} — retried: sent back to the inbox` }));
   } else if (q.status === "queued") {
     const sel = el("select", { "aria-label": "priority" }, ...["high", "normal", "low"].map((p) => el("option", { text: p, selected: p === q.priority })));
     sel.onchange = () => act("priority", { priority: sel.value });
