@@ -4,10 +4,14 @@ The weight of token t says how much predicting t counts in the loss (0 = context
 
 | spec | record | weight 1 | other weights |
 | --- | --- | --- | --- |
-| chat_sft_v1, skill_v1 | `messages: [{role, content}]` (or `prompt` + `response`) | every assistant turn, its end marker included | 0 |
+| chat_sft_v1, skill_v1 | `messages: [{role, content}]` | every assistant turn, its end marker included | 0 |
 | completion_v1 | `prompt` + `completion` | the completion + eos | prompt 0 |
 | completion_v1 | `text` | all of it + eos | |
-| metacog_v1 | `text` with one `<think>..</think>` and one `<answer>..</answer>` (optional `prompt`) | the answer span + eos | think span: training.think_weight; the rest 0 |
+| metacog_v1 | `text` with one `<think>..</think>` and one `<answer>..</answer>` | the answer span + eos | think span: training.think_weight; the rest 0 |
+
+What a record may hold, and which spec a record without one is, belong to `arena.intake.specs`
+(the one owner of the spec rules): every record is checked by its spec's validator before it is
+formatted, so the trainer never learns from a shape intake would refuse.
 
 Chat records go through the hero's own chat template, whatever it is: the assistant spans are found
 by rendering the conversation prefix by prefix (the text the template adds for turn i is turn i's),
@@ -29,8 +33,7 @@ from typing import Any
 
 import orjson
 
-CHAT_SPECS = ("chat_sft_v1", "skill_v1")
-SPECS = (*CHAT_SPECS, "completion_v1", "metacog_v1")
+from arena.intake.specs import CHAT_SPECS, SPECS, detect_spec
 
 
 class FormatError(ValueError):
@@ -58,15 +61,6 @@ class FormatStats:
         return {k: v for k, v in self.__dict__.items() if k != "errors"}
 
 
-def detect_spec(record: dict[str, Any]) -> str:
-    """The spec a record looks like, for quests queued without one."""
-    if "messages" in record or "response" in record:
-        return "chat_sft_v1"
-    if "text" in record and "<answer>" in str(record["text"]):
-        return "metacog_v1"
-    return "completion_v1"
-
-
 class Formatter:
     def __init__(self, tokenizer, *, max_length: int, think_weight: float, overlong: str = "truncate"):
         self.tok = tokenizer
@@ -77,17 +71,7 @@ class Formatter:
 
     # ---- spans: (start, end, weight) in characters of the rendered text ------------------------
     def _chat(self, record: dict[str, Any]) -> tuple[str, list[tuple[int, int, float]]]:
-        messages = record.get("messages")
-        if messages is None and "prompt" in record and "response" in record:
-            messages = [
-                {"role": "user", "content": str(record["prompt"])},
-                {"role": "assistant", "content": str(record["response"])},
-            ]
-        if not isinstance(messages, list) or not messages:
-            raise FormatError("'messages' must be a non-empty list of {role, content}")
-        for m in messages:
-            if not isinstance(m, dict) or "role" not in m or not isinstance(m.get("content"), str):
-                raise FormatError("each message needs a 'role' and a string 'content'")
+        messages = record["messages"]  # shape checked by the spec's validator
         render = self.tok.apply_chat_template
         text = render(messages, tokenize=False)
         spans = []
@@ -109,32 +93,23 @@ class Formatter:
         return text, spans
 
     def _completion(self, record: dict[str, Any]) -> tuple[str, list[tuple[int, int, float]]]:
-        if "completion" in record:
-            prompt, completion = str(record.get("prompt", "")), str(record["completion"])
-            text = prompt + completion + self.eos
-            return text, [(len(prompt), len(text), 1.0)]
         if "text" in record:
-            text = str(record["text"]) + self.eos
+            text = record["text"] + self.eos
             return text, [(0, len(text), 1.0)]
-        raise FormatError("completion_v1 needs 'prompt' + 'completion' or 'text'")
+        prompt = record["prompt"]
+        text = prompt + record["completion"] + self.eos
+        return text, [(len(prompt), len(text), 1.0)]
 
     def _metacog(self, record: dict[str, Any]) -> tuple[str, list[tuple[int, int, float]]]:
-        body = record.get("text")
-        if not isinstance(body, str):
-            raise FormatError("metacog_v1 needs a string 'text'")
-        think = list(re.finditer(r"<think>.*?</think>", body, re.S))
-        answer = list(re.finditer(r"<answer>.*?</answer>", body, re.S))
-        if len(think) != 1 or len(answer) != 1:
-            raise FormatError(
-                "metacog_v1 'text' needs exactly one <think>..</think> and one <answer>..</answer>"
-            )
-        prompt = str(record.get("prompt", ""))
-        text = prompt + body + self.eos
-        off = len(prompt)
-        t, a = think[0], answer[0]
+        # The validator saw exactly one <think>..</think> then one <answer>..</answer>.
+        body = record["text"]
+        t = re.search(r"<think>.*?</think>", body, re.S)
+        a = re.search(r"<answer>.*?</answer>", body, re.S)
+        assert t is not None and a is not None
+        text = body + self.eos
         return text, [
-            (off + t.start(), off + t.end(), self.think_weight),
-            (off + a.start(), len(text), 1.0),  # the answer and the eos that ends it
+            (t.start(), t.end(), self.think_weight),
+            (a.start(), len(text), 1.0),  # the answer and the eos that ends it
         ]
 
     # ---- one record -> Example -----------------------------------------------------------------
@@ -142,14 +117,20 @@ class Formatter:
         """The example, or None when the record is bad or refused (counted in stats)."""
         spec = spec or detect_spec(record)
         try:
+            if spec not in SPECS:
+                raise FormatError(
+                    f"unknown spec {spec!r}; the trainer knows {', '.join(SPECS)}"
+                    if spec
+                    else "no known spec fits this record"
+                )
+            if err := SPECS[spec](record):
+                raise FormatError(err)
             if spec in CHAT_SPECS:
                 text, spans = self._chat(record)
             elif spec == "completion_v1":
                 text, spans = self._completion(record)
-            elif spec == "metacog_v1":
-                text, spans = self._metacog(record)
             else:
-                raise FormatError(f"unknown spec {spec!r}; the trainer knows {', '.join(SPECS)}")
+                text, spans = self._metacog(record)
         except FormatError as exc:
             stats.bad += 1
             if len(stats.errors) < 20:

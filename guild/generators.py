@@ -11,6 +11,10 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+# The quarantine's normal form is intake's (one definition, so the two can never drift); guild
+# modules import it from here under its guild name.
+from arena.intake.quarantine import quarantine_key as norm_prompt
+
 # Modules that register the built-in generators when imported; loaded lazily so that importing the
 # registry stays cheap (SY loads a word list).
 BUILTIN_MODULES = {"bin": "guild.bin", "sy": "guild.sy"}
@@ -54,11 +58,6 @@ def get_generator(name: str) -> Generator:
             raise KeyError(f"no generator registered as {name!r}; known: {known}")
         _INSTANCES[name] = _REGISTRY[name]()
     return _INSTANCES[name]
-
-
-def norm_prompt(s: str) -> str:
-    """The quarantine's normal form (the intake contract): whitespace runs collapse to one space."""
-    return " ".join(s.split())
 
 
 def generate(

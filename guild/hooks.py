@@ -11,22 +11,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from arena.intake.inbox import waiting_files
 from guild.guild import Guild
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger(__name__)
 
 
-def _waiting_work(realm: Any) -> bool:
-    """True while a quest is queued, or a file sits in the inbox waiting for intake."""
+def _waiting_work(realm: Realm) -> bool:
+    """True while a quest is queued, or a file sits in the inbox waiting for intake.
+
+    "Waiting" is intake's own rule (`waiting_files`): a stray sidecar, a `.part` file or a folder
+    is not a quest, and counting it once stopped idle quests for good."""
     queued = realm.store.scalar("SELECT count(*) FROM quests WHERE status IN ('queued', 'processing')")
     if queued:
         return True
-    return any(p.is_file() and not p.name.startswith(".") for p in realm.home.inbox.iterdir())
+    return bool(waiting_files(realm.home.inbox))
 
 
-def arena_hooks(realm: Any):
+def arena_hooks(realm: Realm):
     from arena.daemon import ArenaHooks
 
     guild = Guild.from_realm(realm)

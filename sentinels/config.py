@@ -126,6 +126,8 @@ class IntakeConfig(_Section):
     """Refuse examples whose prompt matches an eval-set item."""
     settle_s: NonNegative = 0.3
     """A file must keep the same size this long before it is read."""
+    leftover_grace_s: NonNegative = 30.0
+    """A folder or an orphan FILE.meta.json still in the inbox settle_s plus this long is refused."""
     max_file_mb: Positive = 512
     """Files larger than this are refused."""
     max_errors: Positive = 20
@@ -169,6 +171,21 @@ class TavernConfig(_Section):
     and the Tavern takes what is left (its work is small and waits well)."""
 
 
+class VaultConfig(_Section):
+    """Checkpoint retention beyond training.keep_last (vault/retention.py): the newest checkpoint of
+    each hour, day and week bucket is kept for as long as each tier lasts."""
+
+    keep_hourly_h: Count = 24
+    """Keep one checkpoint per hour for checkpoints up to this many hours old (0: no hourly tier)."""
+    keep_daily_d: Count = 7
+    """Then one per day up to this many days old (0: no daily tier)."""
+    keep_weekly: bool = True
+    """Then one per week, however old."""
+    delete_unpushed: bool = True
+    """The trainer's retention may delete a checkpoint no other zone holds (its ledger row stays);
+    false keeps such checkpoints until `realm vault push` puts a copy in a zone."""
+
+
 class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Console and file log level."""
@@ -189,6 +206,7 @@ class RealmConfig(_Section):
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     guild: GuildConfig = msgspec.field(default_factory=GuildConfig)
     tavern: TavernConfig = msgspec.field(default_factory=TavernConfig)
+    vault: VaultConfig = msgspec.field(default_factory=VaultConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
     @property

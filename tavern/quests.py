@@ -9,19 +9,37 @@ itself: queue changes go through `arena.queue.QuestQueue`.
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from arena.intake.inbox import waiting_files
 from arena.queue import QuestQueue, QueueError
 from tavern.errors import ApiError
+
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
 
 log = logging.getLogger("realm.tavern.quests")
 
 BOARD = ("processing", "queued", "completed", "failed", "skipped")
+# Content-Types a raw (non-multipart) upload body may carry: it is taken as the file's bytes.
+# curl --data-binary sends application/x-www-form-urlencoded unless told otherwise, so that type
+# is a file too, never parsed as a form; "" is a body with no Content-Type at all.
+RAW_TYPES = (
+    "",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+    "application/jsonl",
+    "application/x-jsonlines",
+    "application/x-ndjson",
+    "application/json",
+    "text/plain",
+)
 
 
-def _error_detail(realm: Any, error_path: str | None) -> dict[str, Any] | None:
+def _error_detail(realm: Realm, error_path: str | None) -> dict[str, Any] | None:
     if not error_path:
         return None
     path = realm.home.root / error_path
@@ -31,38 +49,63 @@ def _error_detail(realm: Any, error_path: str | None) -> dict[str, Any] | None:
         return None
 
 
-def quest_dict(realm: Any, quest: Any) -> dict[str, Any]:
+def quest_dict(realm: Realm, quest: Any) -> dict[str, Any]:
     d = quest.to_dict()
     d["path"] = str(quest.path.relative_to(realm.home.root)) if quest.path else None
-    if quest.status in ("failed", "cancelled"):
+    if quest.status in ("failed", "cancelled", "retried"):
         d["error"] = _error_detail(realm, quest.error_path)
     return d
 
 
-def board(realm: Any, queue: QuestQueue, name: str | None = None) -> dict[str, Any]:
+def board(realm: Realm, queue: QuestQueue, name: str | None = None) -> dict[str, Any]:
     quests = queue.list(limit=2000)
     if name:
         quests = [q for q in quests if q.name == name]
     columns: dict[str, list] = {c: [] for c in BOARD}
     for q in quests:
-        col = "failed" if q.status == "cancelled" else q.status
+        col = "failed" if q.status in ("cancelled", "retried") else q.status
         if col in columns:
             columns[col].append(quest_dict(realm, q))
     for col in ("completed", "failed", "skipped"):
         columns[col].sort(key=lambda q: q.get("finished_at") or "", reverse=True)
         columns[col] = columns[col][:100]
-    inbox = sorted(p.name for p in realm.home.inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    inbox = sorted(p.name for p in waiting_files(realm.home.inbox))
     return {"columns": columns, "inbox": inbox}
 
 
-def save_upload(realm: Any, stream: IO[bytes], filename: str, priority: str | None = None) -> dict[str, Any]:
+def check_raw_type(mimetype: str) -> None:
+    """Refuse (415) a non-multipart body whose Content-Type says it is not a quest's bytes."""
+    if mimetype not in RAW_TYPES:
+        raise ApiError(
+            415,
+            f"Content-Type {mimetype!r} is not a quest: send the JSONL bytes as the raw body"
+            f" ({', '.join(t for t in RAW_TYPES if t)} or none) with ?name=FILE.jsonl,"
+            " or as the multipart field 'file'",
+        )
+
+
+def too_large(realm: Realm) -> ApiError:
+    """The 413 for a body Werkzeug stopped at its ceiling, in intake's words (one message owner)."""
+    from arena.intake.service import UploadTooLarge
+
+    return ApiError(413, str(UploadTooLarge(realm.config.tavern.max_upload_mb << 20)))
+
+
+def save_upload(
+    realm: Realm, stream: IO[bytes], filename: str, priority: str | None = None
+) -> dict[str, Any]:
     """Hand one upload to the arena's intake (safe name, size limit, checks); returns the quest."""
-    from arena.intake.service import Intake, UploadError
+    from arena.intake.service import Intake, UploadError, UploadTooLarge
 
     try:
         quest = Intake.for_realm(realm).accept_upload(filename, stream, priority)
+    except RequestEntityTooLarge as exc:
+        # Werkzeug's own ceiling (MAX_CONTENT_LENGTH) hit mid-read: the same refusal, our words.
+        raise too_large(realm) from exc
+    except UploadTooLarge as exc:
+        raise ApiError(413, str(exc)) from exc
     except UploadError as exc:
-        raise ApiError(413 if "limit" in str(exc) else 400, str(exc)) from exc
+        raise ApiError(400, str(exc)) from exc
     except QueueError as exc:
         raise ApiError(409, str(exc)) from exc
     log.info("upload %s -> quest %s (%s)", filename, quest.id, quest.status)

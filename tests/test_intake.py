@@ -133,8 +133,8 @@ CORPUS: dict[str, tuple[bytes, str]] = {
     "a..b.jsonl": (jsonl([chat(1)]), "'..' is not allowed"),
     "-rf.jsonl": (jsonl([chat(2)]), "a leading '-'"),
     "notes.txt": (jsonl([chat(3)]), "extension '.txt' is not accepted"),
-    "bad_spec.jsonl": (jsonl([chat(4)]), "unknown spec 'chat_v9'"),
-    "bad_priority.jsonl": (jsonl([chat(5)]), "bad priority 'urgent'"),
+    "bad_spec.jsonl": (jsonl([chat(4)]), "key 'spec': expected one of"),
+    "bad_priority.jsonl": (jsonl([chat(5)]), "key 'priority': expected one of"),
     "bad_sidecar.jsonl": (jsonl([chat(6)]), "sidecar bad_sidecar.jsonl.meta.json: invalid JSON"),
     "skill_no_level.jsonl": (jsonl([{**chat(7), "metadata": {"skill": "bin"}}]), "metadata.level must be"),
 }

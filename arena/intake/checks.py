@@ -19,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from arena.intake.linecheck import BOM, LineChecker, blocks, normalise
+from arena.intake.linecheck import BOM, LineChecker, LineIndex, blocks
+from arena.intake.quarantine import quarantine_key
 from arena.intake.specs import SPEC_VERSION
 
 log = logging.getLogger("realm.intake")
@@ -107,7 +109,7 @@ class EvalIndex:
                     item = orjson.loads(raw)
                     if isinstance(item, dict) and isinstance(item.get("prompt"), str):
                         where = f"{item.get('skill', path.parent.parent.name)} level {item.get('level', '?')}"
-                        prompts[normalise(item["prompt"])] = where
+                        prompts[quarantine_key(item["prompt"])] = where
             except (OSError, orjson.JSONDecodeError) as exc:
                 # A broken eval file must not open the gate silently: say so loudly.
                 log.error("eval set %s unreadable (%s); its items are not quarantined", path, exc)
@@ -156,7 +158,7 @@ def check_file(
     """Read `path` once: sha256, line count, spec check per line, dedup, leakage, quarantine."""
     rep = Report(level=level, spec=spec)
     sha = hashlib.sha256()
-    checker = LineChecker(rep, spec, level, max_errors, quarantine)
+    checker = LineChecker(rep, spec, level, max_errors, quarantine, LineIndex(path, max_line_bytes))
     n = 0
     for kind, n0, data in blocks(path, sha, max_line_bytes):
         if kind == "lines":
@@ -193,6 +195,27 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def keep_original(path: Path, folder: Path, sha256: str) -> Path:
+    """Keep `path`'s exact bytes as `folder/<sha256>.jsonl` before anything rewrites it.
+
+    A hard link costs no copy and survives the rewrite (which replaces the name, not the inode);
+    a folder on another file system gets a real copy. The same content is kept once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / f"{sha256}.jsonl"
+    if dest.exists():
+        return dest
+    tmp = folder / f".{sha256}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    return dest
 
 
 def rewrite_without(path: Path, drop: list[int]) -> str:

@@ -2,7 +2,9 @@
 
 A speed-up only. The Python validators in `specs` define what is valid and write the messages: a
 line the fast decoder refuses goes through orjson + the spec's validator, which either names the
-problem or accepts the line (so the two can never disagree in the user's disfavour). Only
+problem or accepts the line. The fast path must never accept a line the spec refuses (that would
+let a bad example in unseen), and should accept every line the spec accepts (else it is slow):
+tests/test_intake_defects.py holds both paths to one answer on a corpus of good and bad lines. Only
 specs whose shapes map cleanly onto structs have a fast path; metacog_v1 always takes the slow one.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 # min_length is checked in C; a pattern like r"\S" costs a regex per string (2x the decode), so
 # whitespace-only strings are caught by the cheap Python checks below instead.
@@ -31,9 +34,11 @@ class Chat(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class Completion(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    prompt: NonBlank | None = None
-    completion: NonBlank | None = None
-    text: NonBlank | None = None
+    # UNSET, not None: {"text": "a", "prompt": null} must not pass here, since the spec refuses a
+    # field that is present as null (tests/test_intake_defects.py checks the two paths agree).
+    prompt: NonBlank | UnsetType = UNSET
+    completion: NonBlank | UnsetType = UNSET
+    text: NonBlank | UnsetType = UNSET
     metadata: dict[str, Any] | None = None
 
 
@@ -50,7 +55,11 @@ def _chat_ok(ex: Chat) -> bool:
         if m.role == "user":
             user = True
         elif m.role == "assistant":
+            if not user:  # roles out of order (specs.check_chat names it)
+                return False
             assistant = True
+        elif user:  # a system message after the conversation began
+            return False
     return user and assistant
 
 
@@ -63,10 +72,10 @@ def _skill_ok(ex: Chat) -> bool:
 
 
 def _completion_ok(ex: Completion) -> bool:
-    if ex.text is not None:
-        return ex.prompt is None and ex.completion is None and not _blank(ex.text)
+    if ex.text is not UNSET:
+        return ex.prompt is UNSET and ex.completion is UNSET and not _blank(ex.text)
     p, c = ex.prompt, ex.completion
-    return p is not None and c is not None and not _blank(p) and not _blank(c)
+    return p is not UNSET and c is not UNSET and not _blank(p) and not _blank(c)
 
 
 def _chat_prompts(ex: Chat) -> list[str]:
@@ -74,7 +83,7 @@ def _chat_prompts(ex: Chat) -> list[str]:
 
 
 def _completion_prompts(ex: Completion) -> list[str]:
-    return [ex.prompt] if ex.prompt is not None else []
+    return [ex.prompt] if ex.prompt is not UNSET else []
 
 
 class FastSpec:
@@ -89,4 +98,6 @@ FAST: dict[str, FastSpec] = {
     "skill_v1": FastSpec(Chat, _skill_ok, _chat_prompts),
     "completion_v1": FastSpec(Completion, _completion_ok, _completion_prompts),
 }
-FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+# msgspec raises UnicodeDecodeError (not DecodeError) for bytes that are not UTF-8: such a chunk
+# must fall back to the per-line path too, which names the line, offset and likely encoding.
+FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)

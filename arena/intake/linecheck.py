@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from arena.intake.fast import FAST, FAST_ERRORS
+from arena.intake.quarantine import quarantine_key
 from arena.intake.specs import SPECS, answer_leak, detect_spec, prompts_of, type_name
 
 if TYPE_CHECKING:
@@ -29,10 +30,6 @@ QUARANTINE_MSG = (
     "eval quarantine: the prompt matches an eval-set item ({}); examples from eval sets must never"
     " be trained on"
 )
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.split())
 
 
 def blocks(path: Path, sha: Any, max_line: int) -> Iterator[tuple[str, int, Any]]:
@@ -72,9 +69,78 @@ def blocks(path: Path, sha: Any, max_line: int) -> Iterator[tuple[str, int, Any]
         yield "tail", n + 1, carry
 
 
+def _first_bad_utf8(data: bytes) -> int:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return bad.start
+    return 0
+
+
+def _legacy_guess(data: bytes) -> str:
+    """Bytes 0x80-0x9f are printable only in Windows-1252 (curly quotes, the euro sign)."""
+    if any(0x80 <= b <= 0x9F for b in data):
+        try:
+            data.decode("cp1252")
+            return "Windows-1252"
+        except UnicodeDecodeError:
+            pass
+    return "Latin-1 (ISO-8859-1)"
+
+
+class LineIndex:
+    """Byte offsets of lines in a file, found on demand: only the error path needs them.
+
+    Errors arrive in line order, so each lookup resumes the scan where the last one stopped and a
+    whole file of bad lines still costs one read."""
+
+    def __init__(self, path: Path, max_line: int):
+        self.path, self.max_line = path, max_line
+        self.n, self.pos = 1, 0  # line self.n starts at byte self.pos
+
+    def line(self, n: int) -> tuple[int, bytes]:
+        """(offset of line n, its bytes without the newline, at most max_line of them)."""
+        if n < self.n:
+            self.n, self.pos = 1, 0
+        with open(self.path, "rb") as f:
+            f.seek(self.pos)
+            base, seen = self.pos, self.n  # the next chunk starts at base; lines before it: seen - 1
+            while seen < n:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    return base, b""  # past the end: the index keeps its last good line
+                need, count = n - seen, chunk.count(b"\n")
+                if count < need:  # the line is further on: skip the chunk whole
+                    seen, base = seen + count, base + len(chunk)
+                    continue
+                cut = -1
+                for _ in range(need):
+                    cut = chunk.index(b"\n", cut + 1)
+                self.n, self.pos = n, base + cut + 1
+                f.seek(self.pos)
+                break
+            raw = b""
+            while len(raw) < self.max_line and (part := f.read(1 << 16)):
+                cut = part.find(b"\n")
+                if cut >= 0:
+                    raw += part[:cut]
+                    break
+                raw += part
+        return self.pos, raw[: self.max_line]
+
+
 class LineChecker:
-    def __init__(self, rep: Report, spec: str | None, level: str, max_errors: int, quarantine: dict | None):
+    def __init__(
+        self,
+        rep: Report,
+        spec: str | None,
+        level: str,
+        max_errors: int,
+        quarantine: dict | None,
+        index: LineIndex | None = None,
+    ):
         self.rep, self.max_errors, self.quarantine = rep, max_errors, quarantine
+        self.index = index
         self.deep, self.quick = level == "deep", level == "quick"
         self.seen: set[int] = set()
         self.examples = 0
@@ -219,22 +285,35 @@ class LineChecker:
         if self.deep and (err := answer_leak(self.spec, obj, LEAK_MIN_CHARS)):
             self.error(n, err, "content.leakage")
 
+    def encoding_reason(self, n: int, line: bytes) -> str:
+        """Where the first byte that is not UTF-8 sits (column, file offset) and what it looks like.
+
+        `line` may have lost leading blanks or a BOM, so the raw line is re-read from the file:
+        the message then gives the byte's true column and offset, whatever the line path was."""
+        start = 0
+        if self.index is not None:
+            start, raw = self.index.line(n)
+            line = raw or line
+        bad = _first_bad_utf8(line)
+        where = f"byte 0x{line[bad]:02x} at column {bad + 1}"
+        if self.index is not None:
+            where += f", byte offset {start + bad} in the file"
+        return (
+            f"not valid UTF-8 ({where}); this looks like {_legacy_guess(line)} or another legacy"
+            " encoding: save the file as UTF-8"
+        )
+
     def quarantined(self, n: int, prompts: list[str]) -> None:
         for p in prompts:
-            if hit := self.quarantine.get(normalise(p)):
+            if hit := self.quarantine.get(quarantine_key(p)):
                 self.error(n, QUARANTINE_MSG.format(hit), "content.quarantine")
                 return
 
     def json_error(self, n: int, line: bytes, ended: bool, exc: Exception) -> None:
         try:
             line.decode("utf-8")
-        except UnicodeDecodeError as bad:
-            self.error(
-                n,
-                f"not valid UTF-8 (byte 0x{line[bad.start]:02x} at column {bad.start + 1});"
-                " this looks like Latin-1 or another legacy encoding: save the file as UTF-8",
-                "intake.encoding",
-            )
+        except UnicodeDecodeError:
+            self.error(n, self.encoding_reason(n, line), "intake.encoding")
             return
         if not ended and n > 1:
             self.error(

@@ -15,32 +15,55 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from arena.intake.checks import EvalIndex, Report, check_file, file_sha256, rewrite_without, sniff
+from arena.intake.checks import (
+    EvalIndex,
+    Report,
+    check_file,
+    file_sha256,
+    keep_original,
+    rewrite_without,
+    sniff,
+)
+from arena.intake.inbox import leftovers, still_arriving, waiting_files, writers
 from arena.intake.lineage import VALIDATOR_VERSION
 from arena.intake.sidecar import (
     IntakeRefusal,
     check_name,
-    is_ignored,
     read_sidecar,
     safe_name,
     sidecar_path,
 )
 from arena.queue import Quest, QuestQueue, QueueError, now_iso
-from sentinels.config import IntakeConfig
+from sentinels.config import IntakeConfig, TavernConfig
 from vault.events import EventLog
 from vault.home import PRIORITIES, RealmHome
 from vault.store import Store
 
+if TYPE_CHECKING:
+    from sentinels.realm import Realm
+
 log = logging.getLogger("realm.intake")
 _tokens = itertools.count()
+# How long a directory or an orphan sidecar may sit in the inbox (after settle_s) before it is
+# refused: long enough for a sidecar's data file still on its way, short enough to be noticed.
 
 
 class UploadError(ValueError):
-    """An upload refused before it reached the inbox (too large, bad priority); safe to show."""
+    """An upload refused before it reached the inbox (bad priority); safe to show. The Tavern
+    answers 400 for it (and for each subclass, the status that subclass names)."""
+
+
+class UploadTooLarge(UploadError):
+    """An upload body over tavern.max_upload_mb (HTTP 413). Nothing is kept: it never fully arrived."""
+
+    def __init__(self, limit_bytes: int, size: int | None = None):
+        said = f"upload is {size / 2**20:.1f} MB," if size is not None else "upload is"
+        super().__init__(f"{said} over the limit of {limit_bytes >> 20} MB (tavern.max_upload_mb)")
+        self.limit_bytes, self.size = limit_bytes, size
 
 
 class Intake:
@@ -51,41 +74,46 @@ class Intake:
         events: EventLog,
         cfg: IntakeConfig | None = None,
         *,
-        max_upload_mb: int = 64,
+        max_upload_mb: int | None = None,
     ):
         self.home, self.store, self.events = home, store, events
         self.cfg = cfg or IntakeConfig()
-        self.max_upload_bytes = max_upload_mb << 20
+        # None: the config's default, so the limit is written once (TavernConfig).
+        self.max_upload_bytes = (max_upload_mb or TavernConfig().max_upload_mb) << 20
         self.queue = QuestQueue(home, store, events)
         self.claims = home.inbox / ".claimed"
+        self.originals = home.queue / "originals"
         self.evals = EvalIndex(home.root / "evalsets")
         # One file at a time per process: checks are I/O-bound and the dedup test must see
         # the quest queued just before it.
         self._lock = threading.Lock()
 
     @classmethod
-    def for_realm(cls, realm: Any) -> Intake:
+    def for_realm(cls, realm: Realm) -> Intake:
         realm.ensure()
         c = realm.config
         return cls(realm.home, realm.store, realm.events, c.intake, max_upload_mb=c.tavern.max_upload_mb)
 
     # ---- finding files -----------------------------------------------------------------------
     def pending(self) -> list[Path]:
-        """Inbox files waiting for intake, oldest first."""
-        out = []
-        for p in self.home.inbox.iterdir():
-            if is_ignored(p.name) or (p.is_dir() and not p.is_symlink()):
-                continue
-            out.append(p)
-        return sorted(out, key=lambda p: (_mtime(p), p.name))
+        """Inbox files waiting for intake, oldest first (the one rule: `inbox.waiting_files`)."""
+        return waiting_files(self.home.inbox)
 
-    def is_settled(self, path: Path) -> bool:
-        """True once the file has not changed for settle_s (a copy in progress keeps touching mtime)."""
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            return True
-        return time.time() - st.st_mtime >= self.cfg.settle_s
+    def is_settled(self, path: Path, open_for_writing: set | None = None) -> bool:
+        """True once nothing is still writing the file (rules in `inbox.still_arriving`).
+
+        `open_for_writing`: `inbox.writers()` taken once by a caller checking many files."""
+        seen = writers() if open_for_writing is None else open_for_writing
+        return still_arriving(path, self.cfg.settle_s, seen) is None
+
+    def refuse_leftovers(self) -> list[Quest]:
+        """Refuse directories and orphan sidecars that held still for settle_s + the grace period."""
+        done = []
+        for path in leftovers(self.home.inbox, self.cfg.settle_s + self.cfg.leftover_grace_s):
+            log.warning("%s has sat in the inbox without becoming a quest; refusing it", path.name)
+            if (quest := self.process_file(path)) is not None:
+                done.append(quest)
+        return done
 
     def scan(self, *, wait: bool = True, settle: bool = True, max_wait_s: float = 30.0) -> list[Quest]:
         """Process every file now in the inbox, oldest first.
@@ -94,7 +122,7 @@ class Intake:
         or left for the next pass when not (what a polling daemon wants). settle=False skips the
         check: the caller guarantees every file is complete (tests, scripts that wrote them).
         """
-        done = []
+        done = self.refuse_leftovers()
         deadline = time.monotonic() + max_wait_s
         for path in self.pending():
             if settle:
@@ -224,6 +252,11 @@ class Intake:
             lineage["validator"] = "dedup.file"
             return self._reject(work, name, msg, body, lineage, source, **fields)
         if rep.duplicates_dropped:
+            # Nothing is ever deleted: the dropped file's exact bytes stay under its sha256 (the
+            # one in the quests table), and the queued file is the copy without the duplicates.
+            lineage["original_path"] = str(
+                keep_original(work, self.originals, rep.sha256).relative_to(self.home.root)
+            )
             lineage["sha256_queued"] = rewrite_without(work, rep.dup_lines)
         meta = rep.first_meta if rep.spec == "skill_v1" else {}
         return self.queue.enqueue(
@@ -368,13 +401,6 @@ def _drop_empty(folder: Path) -> None:
         pass  # not empty (a file is still mid-intake there) or already gone
 
 
-def _mtime(p: Path) -> float:
-    try:
-        return p.lstat().st_mtime
-    except FileNotFoundError:
-        return 0.0
-
-
 def _free_name(folder: Path, name: str) -> Path:
     dest = folder / name
     stem, suffix = dest.stem, dest.suffix
@@ -389,12 +415,12 @@ def _write_limited(tmp: Path, data: bytes | IO[bytes], limit: int) -> None:
     with open(tmp, "wb") as out:
         if isinstance(data, bytes | bytearray | memoryview):
             if len(data) > limit:
-                raise UploadError(f"upload is {len(data) / 2**20:.1f} MB; the limit is {limit >> 20} MB")
+                raise UploadTooLarge(limit, len(data))
             out.write(data)
             return
         total = 0
         while chunk := data.read(1 << 20):
             total += len(chunk)
             if total > limit:
-                raise UploadError(f"upload is over the limit of {limit >> 20} MB")
+                raise UploadTooLarge(limit)
             out.write(chunk)

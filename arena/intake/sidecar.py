@@ -1,36 +1,60 @@
-"""File names and FILE.meta.json sidecars: what intake decides before reading a quest's content."""
+"""File names and FILE.meta.json sidecars: what intake decides before reading a quest's content.
+
+A sidecar is checked by the realm's one typed mechanism (`sentinels.typed.convert` on the
+`SidecarFile` struct below, each rule next to its field), so a refusal reads
+"sidecar F.jsonl.meta.json: key 'level': expected an integer from 1 to 1000 (a skill level), got 0".
+Keys the struct does not name are not refused: they are provenance, kept as lineage `extra`
+(the guild's planner writes its own there).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 from arena.intake.specs import SPECS
+from sentinels.typed import TypedError, convert
 from vault.home import PRIORITIES
 
 SIDECAR_SUFFIX = ".meta.json"
 # Names a writer uses while a file is still arriving; the watcher leaves them alone.
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".swp")
 PROVENANCE_KEYS = ("name", "version", "license", "source_url", "split")
-SIDECAR_KEYS = frozenset(
-    {
-        "spec",
-        "priority",
-        "generator",
-        "generator_id",
-        "generator_version",
-        "skill",
-        "level",
-        "source",
-        "description",
-        "epochs",
-        *PROVENANCE_KEYS,
-    }
-)
+Scalar = str | int | float
+
+
+class GeneratorRef(msgspec.Struct, frozen=True):
+    id: Scalar
+    version: Scalar | None = None
+
+
+class SidecarFile(msgspec.Struct, frozen=True, kw_only=True):
+    """FILE.meta.json: every key optional."""
+
+    spec: Annotated[Literal[tuple(SPECS)], msgspec.Meta(description="a quest spec")] | None = None  # type: ignore[valid-type]
+    priority: Literal[PRIORITIES] | None = None  # type: ignore[valid-type]
+    generator: str | GeneratorRef | None = None
+    generator_id: Scalar | None = None
+    generator_version: Scalar | None = None
+    skill: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    # No skill has 1,000 levels: a larger number is a mistake, not a hard quest.
+    level: Annotated[int, msgspec.Meta(ge=1, le=1000, description="a skill level")] | None = None
+    source: str | None = None
+    description: str | None = None
+    epochs: Annotated[int, msgspec.Meta(ge=1, le=1000, description="passes over the file")] | None = None
+    name: Scalar | None = None
+    version: Scalar | None = None
+    license: str | None = None
+    source_url: str | None = None
+    split: str | None = None
+
+
+SIDECAR_KEYS = frozenset(f.encode_name for f in msgspec.structs.fields(SidecarFile))
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -66,6 +90,20 @@ def check_name(path: Path, inbox: Path) -> None:
         raise IntakeRefusal(
             "intake.symlink",
             f"symlink pointing {where} ({target}); copy the file itself into inbox/ (links are never followed)",
+        )
+    if name.endswith(SIDECAR_SUFFIX):
+        # Intake only takes a sidecar alone once its data file has failed to arrive (inbox.leftovers).
+        data = name[: -len(SIDECAR_SUFFIX)]
+        raise IntakeRefusal(
+            "intake.sidecar",
+            f"sidecar {name} arrived without its data file {data!r}, which never came;"
+            " drop the data file with its sidecar (then `realm quest retry ID` brings the sidecar back)",
+        )
+    if path.is_dir():
+        raise IntakeRefusal(
+            "intake.filetype",
+            f"{name!r} is a directory, not a quest file: put the .jsonl files themselves into inbox/"
+            " (folders are never searched)",
         )
     if not path.is_file():
         raise IntakeRefusal("intake.filetype", f"{name!r} is not a regular file")
@@ -111,27 +149,11 @@ def read_sidecar(path: Path) -> Sidecar:
         data = orjson.loads(side.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: invalid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: expected a JSON object")
-    spec, priority = data.get("spec"), data.get("priority")
-    if spec is not None and spec not in SPECS:
-        raise IntakeRefusal(
-            "intake.sidecar", f"sidecar {side.name}: unknown spec {spec!r}; known specs: {', '.join(SPECS)}"
-        )
-    if priority is not None and priority not in PRIORITIES:
-        raise IntakeRefusal(
-            "intake.sidecar",
-            f"sidecar {side.name}: bad priority {priority!r}; expected one of {', '.join(PRIORITIES)}",
-        )
-    level = data.get("level")
-    if level is not None and (type(level) is not int or level < 1):
-        raise IntakeRefusal("intake.sidecar", f"sidecar {side.name}: level must be an integer >= 1")
-    epochs = data.get("epochs")
-    if epochs is not None and (type(epochs) is not int or not 1 <= epochs <= 1000):
-        raise IntakeRefusal(
-            "intake.sidecar", f"sidecar {side.name}: epochs must be an integer from 1 to 1000"
-        )
-    return Sidecar(spec=spec, priority=priority, data=data)
+    try:
+        typed = convert(data, SidecarFile, source=f"sidecar {side.name}")
+    except TypedError as exc:
+        raise IntakeRefusal("intake.sidecar", str(exc), key=exc.key) from exc
+    return Sidecar(spec=typed.spec, priority=typed.priority, data=data)
 
 
 def safe_name(filename: str) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 SPEC_VERSION = 1
+# Specs whose examples are chats ({"messages": [...]}); the trainer renders them with the hero's template.
+CHAT_SPECS = ("chat_sft_v1", "skill_v1")
 ROLES = ("system", "user", "assistant")
 CHAT_KEYS = frozenset({"messages", "metadata"})
 COMPLETION_KEYS = frozenset({"prompt", "completion", "text", "metadata"})
@@ -95,6 +97,12 @@ def check_chat(obj: Any) -> str | None:
             return f"message {i}: 'content' must be a string; got {type_name(content)}"
         if not content.strip():
             return f"message {i}: empty content ({role})"
+        # Roles in order: system messages first, then the user speaks before the assistant answers
+        # (an answer to nothing teaches the hero to talk unprompted).
+        if role == "assistant" and not user:
+            return f"message {i}: roles out of order: an assistant turn before any user turn"
+        if role == "system" and user:
+            return f"message {i}: roles out of order: a system message after the conversation began"
     if not user:
         return "no user turn: a chat example needs at least one user and one assistant message"
     if not assistant:
@@ -213,7 +221,7 @@ def detect_spec(obj: Any) -> str | None:
 
 def prompts_of(spec: str, obj: dict) -> list[str]:
     """The user-side texts of an example (what eval quarantine and leakage compare against)."""
-    if spec in ("chat_sft_v1", "skill_v1"):
+    if spec in CHAT_SPECS:
         return [m["content"] for m in obj["messages"] if m["role"] == "user"]
     if spec == "completion_v1":
         return [obj["prompt"]] if "prompt" in obj else []
@@ -228,7 +236,7 @@ def answer_leak(spec: str, obj: dict, min_chars: int) -> str | None:
 
     Answers shorter than `min_chars` are skipped: "4" inside "2+2=?" style prompts would be noise.
     """
-    if spec in ("chat_sft_v1", "skill_v1"):
+    if spec in CHAT_SPECS:
         seen: list[str] = []
         for i, m in enumerate(obj["messages"], 1):
             content = m["content"].strip()

@@ -7,6 +7,9 @@ progress keeps changing both). On start the worker also takes everything already
 and it lists the folder every `rescan_s` (0.1 s): watchdog's inotify buffer holds every event
 ~0.5 s to pair moves, and an overflow can drop events, so the listing keeps drop-to-queued
 latency near settle_s and makes a lost event harmless. Listing a small folder costs microseconds.
+A file that has held still is still not handed over while a process holds it open for writing
+(the claim rule in `inbox`), and each listing also refuses inbox leftovers (directories, orphan
+sidecars) once they have sat there for settle_s plus intake's grace period.
 
 Use `start()`/`stop()` from the daemon, or `run(stop_event)` in a thread of your own.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from arena.intake.inbox import writers
 from arena.intake.service import Intake
 from arena.intake.sidecar import is_ignored
 
@@ -49,6 +53,7 @@ class InboxWatcher:
         self.settle_s = intake.cfg.settle_s
         self.poll_s, self.rescan_s = poll_s, rescan_s
         self._pending: dict[Path, tuple[int, int, float]] = {}  # path -> (size, mtime_ns, seen at)
+        self._deferred: set[Path] = set()  # settled-looking files a writer still holds (logged once)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -63,6 +68,8 @@ class InboxWatcher:
                 path = path.with_name(path.name[: -len(".meta.json")])
             else:
                 return
+        if path.is_dir() and not path.is_symlink():
+            return  # a folder is never a quest: `Intake.refuse_leftovers` refuses it after its grace
         with self._lock:
             self._pending[path] = (-1, -1, time.monotonic())
 
@@ -70,17 +77,25 @@ class InboxWatcher:
         for p in self.intake.pending():
             with self._lock:
                 self._pending.setdefault(p, (-1, -1, time.monotonic()))
+        try:
+            self.processed += len(self.intake.refuse_leftovers())
+        except Exception:  # the daemon outlives any one bad entry; process_file keeps it
+            log.exception("refusing inbox leftovers failed")
 
     def _ready(self) -> list[Path]:
-        """Pending paths whose size and mtime have not moved for settle_s."""
+        """Pending paths whose size and mtime have not moved for settle_s, and that nothing is
+        still writing (`Intake.is_settled`: a writer paused mid-line keeps its file pending)."""
         now = time.monotonic()
         ready = []
+        open_for_writing: set | None = None
+        looked = False
         with self._lock:
             for path, (size, mtime, since) in list(self._pending.items()):
                 try:
                     st = path.lstat()
                 except FileNotFoundError:
                     del self._pending[path]  # moved away or taken by another intake
+                    self._deferred.discard(path)
                     continue
                 sig = (st.st_size, st.st_mtime_ns)
                 if sig != (size, mtime):
@@ -89,7 +104,16 @@ class InboxWatcher:
                     age = max(0.0, time.time() - st.st_mtime)
                     self._pending[path] = (*sig, now - age)
                 elif now - since >= self.settle_s:
+                    if not looked:  # one look at /proc per pass, only when some file is due
+                        open_for_writing, looked = writers(), True
+                    if not self.intake.is_settled(path, open_for_writing):
+                        if path not in self._deferred:
+                            self._deferred.add(path)
+                            log.info("%s looks still but is still being written; waiting", path.name)
+                        self._pending[path] = (size, mtime, now)  # look again after settle_s
+                        continue
                     del self._pending[path]
+                    self._deferred.discard(path)
                     ready.append(path)
         return sorted(ready, key=lambda p: p.name)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from flask import jsonify, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from arena.queue import QuestQueue, QueueError
 from tavern.api import api, realm
 from tavern.auth import mutating
 from tavern.errors import ApiError
-from tavern.quests import board, quest_dict, save_upload
+from tavern.quests import board, check_raw_type, quest_dict, save_upload, too_large
 from vault.home import PRIORITIES
 
 
@@ -37,17 +38,28 @@ def get_quest(quest_id: int):
 @api.post("/api/quests")
 @mutating
 def upload_quest():
-    """Multipart field `file` (the page), or a raw body with ?name=FILE.jsonl (curl --data-binary)."""
-    priority = request.form.get("priority") or request.args.get("priority")
+    """Multipart field `file` (the page), or any other body as the file's raw bytes with
+    ?name=FILE.jsonl (curl --data-binary). Only multipart is parsed as a form: touching
+    `request.form` on curl's default form-urlencoded body would consume it as form fields and
+    leave an empty file."""
+    try:
+        if request.mimetype == "multipart/form-data":
+            if "file" not in request.files:
+                raise ApiError(400, "a multipart upload needs the field 'file'")
+            f = request.files["file"]
+            stream, name = f.stream, f.filename or "quest.jsonl"
+            priority = request.form.get("priority") or request.args.get("priority")
+        else:
+            name, priority = request.args.get("name"), request.args.get("priority")
+            if not name:
+                raise ApiError(400, "send a multipart field 'file', or a raw body with ?name=FILE.jsonl")
+            check_raw_type(request.mimetype)
+            stream = request.stream
+    except RequestEntityTooLarge as exc:
+        # Werkzeug refuses a body over MAX_CONTENT_LENGTH (multipart, or a declared length).
+        raise too_large(realm()) from exc
     if priority and priority not in PRIORITIES:
         raise ApiError(400, f"priority must be one of {', '.join(PRIORITIES)}; got {priority!r}")
-    if "file" in request.files:
-        f = request.files["file"]
-        stream, name = f.stream, f.filename or "quest.jsonl"
-    elif request.args.get("name"):
-        stream, name = request.stream, request.args["name"]
-    else:
-        raise ApiError(400, "send a multipart field 'file', or a raw body with ?name=FILE.jsonl")
     result = save_upload(realm(), stream, name, priority)
     if "quest" in result:
         location = url_for("api.get_quest", quest_id=result["quest"]["id"])
