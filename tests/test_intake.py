@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from arena.intake import Intake, lineage_stats
+from arena.intake.lineage import VALIDATOR_VERSION
 from arena.intake.watcher import InboxWatcher
 from sentinels.config import IntakeConfig
 
@@ -266,7 +267,8 @@ def test_lineage_from_sidecar_and_stats_per_generator(realm):
         "split": "train",
     }
     assert (lin["original_name"], lin["line_count"], lin["size_bytes"]) == ("skill.jsonl", 3, q.size_bytes)
-    assert lin["validators"] == {"intake.content": 1, "spec.skill_v1": 1}
+    assert lin["validators"] == {"intake.content": VALIDATOR_VERSION, "spec.skill_v1": VALIDATOR_VERSION}
+    assert VALIDATOR_VERSION == 2
     assert (q.path.parent / (q.path.name + ".meta.json")).exists()
     (realm.home.inbox / "bad.jsonl.meta.json").write_text(json.dumps({"generator_id": "guild.bin"}))
     (realm.home.inbox / "bad.jsonl").write_bytes(jsonl([{"messages": []}]))

@@ -23,7 +23,20 @@ def queue_of(realm) -> QuestQueue:
 
 def add_quest(realm, name: str = "bin-l1.jsonl", lines: int = 4, priority: str = "normal"):
     src = realm.home.inbox / name
-    src.write_text("".join(json.dumps({"prompt": f"q{i}", "response": f"a{i}"}) + "\n" for i in range(lines)))
+    src.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"q{i}"},
+                        {"role": "assistant", "content": f"a{i}"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(lines)
+        )
+    )
     return queue_of(realm).enqueue(src, name=name, priority=priority, example_count=lines, spec="chat_sft_v1")
 
 

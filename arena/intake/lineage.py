@@ -13,7 +13,8 @@ from typing import Any
 from arena.intake.specs import SPECS
 from vault.store import Store
 
-VALIDATOR_VERSION = 1
+# 2: chat role order (system first, a user turn before any assistant turn) and typed sidecars.
+VALIDATOR_VERSION = 2
 # Every validator that can refuse a file, with its version (bumped when its rules change).
 VALIDATORS: dict[str, int] = {
     name: VALIDATOR_VERSION

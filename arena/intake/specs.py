@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: chat role order is checked; formatting takes every rule from here
 # Specs whose examples are chats ({"messages": [...]}); the trainer renders them with the hero's template.
 CHAT_SPECS = ("chat_sft_v1", "skill_v1")
 ROLES = ("system", "user", "assistant")
