@@ -13,12 +13,12 @@ import click
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="Port (default: ports.tavern, 8888).")
+@click.option("--port", type=int, default=None, help="Port (default: the config's ports.tavern).")
 @click.option("--bind", default=None, help="Address to bind (default: the config's bind).")
 @click.option("--threads", type=int, default=None, help="Worker threads (default: tavern.threads).")
 @click.pass_context
 def tavern(ctx, port, bind, threads, home=None):
-    """Serve the Tavern: the live web game at http://127.0.0.1:8888/."""
+    """Serve the Tavern: the live web game (on the config's bind and ports.tavern)."""
     from sentinels.clikit import realm_from
     from sentinels.locks import AlreadyRunning, InstanceLock
     from sentinels.logs import setup_logging

@@ -27,7 +27,7 @@ BATCH = 500
 
 
 class Relay:
-    def __init__(self, socketio: SocketIO, events: EventLog, interval_s: float = 0.05):
+    def __init__(self, socketio: SocketIO, events: EventLog, interval_s: float):
         self.socketio = socketio
         self.events = events
         self.interval_s = interval_s
