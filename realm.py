@@ -24,7 +24,7 @@ from sentinels.realm import Realm
 log = logging.getLogger("realm")
 
 # Rooms that add their own commands; each module exposes `commands: list[click.Command]`.
-ROOM_COMMANDS: tuple[str, ...] = ("tavern.cli", "arena.quest_cli", "guild.cli", "arena.cli")
+ROOM_COMMANDS: tuple[str, ...] = ("tavern.cli", "arena.quest_cli", "guild.cli", "arena.cli", "vault.cli")
 
 
 class RealmGroup(click.Group):

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic folders, the ledger, retention and resume.
+"""Checkpoints: atomic folders, landing them in the vault, retention and resume.
 
 A checkpoint is one self-contained folder `models/checkpoint-{step}-{YYYYMMDD}-{HHMM}/`:
 
@@ -10,12 +10,17 @@ A checkpoint is one self-contained folder `models/checkpoint-{step}-{YYYYMMDD}-{
                           data only, read with torch.load(weights_only=True)
     .ledger.json          the ledger fields (LEDGER_FIELDS), written last
 
-Atomicity: everything is written into `models/.tmp-checkpoint-*`, each file fsynced, then the folder
-is renamed to its final name and the parent directory fsynced. A folder without the `.tmp-` prefix
-is therefore complete. The ledger row (vault `checkpoints` table) is written after the rename; a
-crash between the two is repaired by `reconcile()` from the sidecar, which is why the ledger can
-always be rebuilt from the folders. Retention marks the row deleted, renames the folder to
-`.trash-*` and then removes it, so a half-deleted folder is never listed either.
+Atomicity: everything is written into `models/.tmp-checkpoint-*`, each file fsynced (and hashed in
+the same pass, while it is still in the page cache), then the folder is renamed to its final name and
+the parent directory fsynced. A folder without the `.tmp-` prefix is therefore complete. After the
+rename, one vault call (`vault.ledger.Ledger.land`) writes the ledger row, the catalog asset with every
+file's sha256, and its local location, in one transaction. A crash between rename and landing is
+repaired by `reconcile()` (`Ledger.reconcile`) from the sidecar, which is why the ledger can always be
+rebuilt from the folders. The arena never writes the vault's tables itself.
+
+Retention is the vault's policy (`vault.retention`: the last keep_last, aliased checkpoints, and one
+per hour/day/week by age); it marks the row deleted, renames the folder to `.trash-*` and then removes
+it, so a half-deleted folder is never listed either.
 
 Loading never runs code from a checkpoint: weights are safetensors, and trainer_state.pt is read
 with `weights_only=True`, which unpickles only tensors and plain containers. Checkpoints will come
@@ -37,37 +42,25 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import torch
 
+from vault import retention
+from vault.catalog import Catalog
+from vault.identity import FileEntry, Identity, hash_file, list_files, tree_digest
+from vault.ids import CANONICAL_RE as NAME_RE
+from vault.ledger import LEDGER_FIELDS, LEDGER_VERSION, SIDECAR, Ledger
 from vault.store import Store
+
+if TYPE_CHECKING:
+    from sentinels.config import RealmConfig
 
 log = logging.getLogger("realm.checkpoints")
 
-LEDGER_VERSION = 1
-SIDECAR = ".ledger.json"
 STATE_JSON = "trainer_state.json"
 STATE_PT = "trainer_state.pt"
-NAME_RE = re.compile(r"^checkpoint-(\d+)-(\d{8})-(\d{4})$")
-LEDGER_FIELDS = (
-    "step",
-    "timestamp",
-    "train_loss",
-    "val_loss",
-    "learning_rate",
-    "epoch",
-    "perplexity",
-    "training_file",
-    "quest_id",
-    "skill_name",
-    "skill_level",
-    "total_examples_trained",
-    "size_bytes",
-    "has_optimizer",
-    "ledger_version",
-)
 
 _hits: dict[str, int] = {}
 
@@ -115,15 +108,20 @@ class Checkpoint:
             ) from None
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+def _fsync_and_identify(root: Path) -> Identity:
+    """fsync every file of a just-written folder and hash it in the same pass: the bytes are still in
+    the page cache, so the vault's content identity costs a memory read, not a disk read."""
+    files = []
+    for rel, p in list_files(root):
+        sha, size = hash_file(p)
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        files.append(FileEntry(rel, sha, size, p.stat().st_mtime_ns))
     _fsync_dir(root)
+    return Identity(tree_digest(files), sum(f.size for f in files), tuple(files), True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -139,8 +137,41 @@ def folder_size(path: Path) -> int:
 
 
 class CheckpointManager:
-    def __init__(self, models: Path, store: Store, keep_last: int):
+    def __init__(
+        self,
+        models: Path,
+        store: Store,
+        keep_last: int,
+        *,
+        policy: retention.RetentionPolicy | None = None,
+        delete_unpushed: bool = True,
+    ):
+        """`policy` defaults to keep_last plus the default thinning schedule; `delete_unpushed` lets
+        retention remove a checkpoint no other zone holds (config vault.delete_unpushed)."""
         self.models, self.store, self.keep_last = Path(models), store, keep_last
+        self.policy = policy or retention.RetentionPolicy(keep_last)
+
+        self.delete_unpushed = delete_unpushed
+        self.ledger = Ledger(store)
+        self._catalog: Catalog | None = None
+
+    @classmethod
+    def for_config(cls, models: Path, store: Store, config: RealmConfig) -> CheckpointManager:
+        """The manager the realm's config asks for: keep_last plus the vault's retention schedule."""
+        return cls(
+            models,
+            store,
+            config.training.keep_last,
+            policy=retention.RetentionPolicy.from_config(config),
+            delete_unpushed=config.vault.delete_unpushed,
+        )
+
+    @property
+    def catalog(self) -> Catalog:
+        # Opened on first use (rank 0 only writes): models/ sits in the realm home, the zone `local`.
+        if self._catalog is None:
+            self._catalog = Catalog(self.store, self.models.parent)
+        return self._catalog
 
     # ---- reading -------------------------------------------------------------------------------
     def list(self) -> list[Checkpoint]:
@@ -160,32 +191,18 @@ class CheckpointManager:
 
     # ---- start-up repair -----------------------------------------------------------------------
     def reconcile(self) -> dict[str, list[str]]:
-        """Remove crash leftovers and make the ledger agree with the folders."""
-        report: dict[str, list[str]] = {"removed": [], "added": [], "marked_deleted": [], "restored": []}
+        """Remove crash leftovers, then let the vault make ledger and catalog agree with the folders."""
+        removed: list[str] = []
         self.models.mkdir(parents=True, exist_ok=True)
         for p in self.models.iterdir():
             if p.name.startswith((".tmp-", ".trash-")) or (
                 NAME_RE.match(p.name) and not (p / SIDECAR).is_file()
             ):
                 shutil.rmtree(p, ignore_errors=True)
-                report["removed"].append(p.name)
-        on_disk = {c.name: c for c in self.list()}
-        rows = {r["name"]: r for r in self.store.query("SELECT name, deleted FROM checkpoints")}
-        with self.store.tx() as conn:
-            for name, cp in on_disk.items():
-                if name not in rows:
-                    self._insert(conn, cp.name, cp.path, cp.ledger)
-                    report["added"].append(name)
-                elif rows[name]["deleted"]:
-                    conn.execute("UPDATE checkpoints SET deleted = 0 WHERE name = ?", (name,))
-                    report["restored"].append(name)
-            for name, row in rows.items():
-                if name not in on_disk and not row["deleted"]:
-                    conn.execute("UPDATE checkpoints SET deleted = 1 WHERE name = ?", (name,))
-                    report["marked_deleted"].append(name)
-        if any(report.values()):
-            log.info("checkpoint reconcile: %s", {k: v for k, v in report.items() if v})
-        return report
+                removed.append(p.name)
+        if removed:
+            log.info("checkpoint reconcile: removed %s", removed)
+        return {"removed": removed, **self.ledger.reconcile(self.models, self.catalog)}
 
     # ---- writing -------------------------------------------------------------------------------
     def save(
@@ -222,61 +239,28 @@ class CheckpointManager:
             "size_bytes": folder_size(tmp),  # everything but the sidecar itself
         }
         (tmp / SIDECAR).write_bytes(orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
-        _fsync_tree(tmp)
+        identity = _fsync_and_identify(tmp)  # relpaths and mtimes survive the rename below
         final = self.models / name
         for old in existing:  # same step, newer loop state: the new folder replaces the old one
-            with self.store.tx() as conn:
-                conn.execute("UPDATE checkpoints SET deleted = 1 WHERE name = ?", (old.name,))
+            self.ledger.mark_deleted(old.name)
             os.replace(old.path, self.models / f".trash-{old.name}")
         os.replace(tmp, final)
         _fsync_dir(self.models)
         crash_point("checkpoint_renamed")
-        with self.store.tx() as conn:
-            self._insert(conn, name, final, sidecar)
+        self.ledger.land(final, sidecar, self.catalog, identity=identity)
         for old in existing:
             shutil.rmtree(self.models / f".trash-{old.name}", ignore_errors=True)
         log.info("checkpoint %s saved (%.1f MB)", name, sidecar["size_bytes"] / 1e6)
         return Checkpoint(name, final, step, sidecar)
 
-    def _insert(self, conn, name: str, path: Path, s: dict[str, Any]) -> None:
-        extra = {k: v for k, v in s.items() if k not in LEDGER_FIELDS and k != "name"}
-        conn.execute(
-            "INSERT OR REPLACE INTO checkpoints (step, name, path, created_at, train_loss, val_loss,"
-            " learning_rate, epoch, perplexity, training_file, quest_id, skill_name, skill_level,"
-            " total_examples_trained, size_bytes, has_optimizer, ledger_version, deleted, extra)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,0,?)",
-            (
-                s["step"],
-                name,
-                str(path),
-                s.get("timestamp"),
-                s.get("train_loss"),
-                s.get("val_loss"),
-                s.get("learning_rate"),
-                s.get("epoch"),
-                s.get("perplexity"),
-                s.get("training_file"),
-                s.get("quest_id"),
-                s.get("skill_name"),
-                s.get("skill_level"),
-                s.get("total_examples_trained"),
-                s.get("size_bytes"),
-                int(bool(s.get("has_optimizer", True))),
-                int(s.get("ledger_version", LEDGER_VERSION)),
-                orjson.dumps(extra).decode(),
-            ),
-        )
-
     def prune(self) -> list[str]:
-        """Keep the newest keep_last checkpoints; older ones leave the ledger, then the disk."""
-        cps = self.list()
-        doomed = cps[: max(0, len(cps) - self.keep_last)]
-        for cp in doomed:
-            with self.store.tx() as conn:
-                conn.execute("UPDATE checkpoints SET deleted = 1 WHERE name = ?", (cp.name,))
-            trash = self.models / f".trash-{cp.name}"
-            os.replace(cp.path, trash)
-            crash_point("prune")
-            shutil.rmtree(trash, ignore_errors=True)
-            log.info("pruned %s (keep_last=%d)", cp.name, self.keep_last)
-        return [cp.name for cp in doomed]
+        """Apply the vault's retention policy to models/; returns the names it removed."""
+        res = retention.enforce(
+            self.ledger,
+            self.catalog,
+            self.models,
+            self.policy,
+            force=self.delete_unpushed,
+            between=lambda name: crash_point("prune"),
+        )
+        return res.deleted

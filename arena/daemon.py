@@ -162,7 +162,9 @@ class ArenaDaemon:
             stale = control.expire_pending(self.realm.store, self.realm.events, started)
             if stale:
                 log.info("expired commands %s, sent while no arena ran", stale)
-            CheckpointManager(self.realm.home.models, self.realm.store, cfg.keep_last).reconcile()
+            CheckpointManager.for_config(
+                self.realm.home.models, self.realm.store, self.realm.config
+            ).reconcile()
         acc.wait_for_everyone()
         self.reporter = Reporter(
             self.realm.store, self.realm.events, interval_s=cfg.event_interval_s, enabled=main

@@ -109,7 +109,11 @@ def tiny_config(home: Path, **training) -> None:
         "threads": 1,
         **training,
     }
-    (home / "realm.yaml").write_text(yaml.safe_dump({"training": cfg, "guild": {"auto_generate": False}}))
+    # No thinning tiers: a run that crosses a clock hour would otherwise keep one extra checkpoint.
+    vault = {"keep_hourly_h": 0, "keep_daily_d": 0, "keep_weekly": False}
+    (home / "realm.yaml").write_text(
+        yaml.safe_dump({"training": cfg, "guild": {"auto_generate": False}, "vault": vault})
+    )
 
 
 def events(home: Path, kind: str | None = None, since: int = 0) -> list[dict]:

@@ -1,4 +1,7 @@
-"""The vault's tables: the event log, small realm state, and the checkpoint ledger."""
+"""The vault's tables: the event log, small realm state, the checkpoint ledger and the asset catalog."""
+
+import time
+from pathlib import Path
 
 from sqlite_utils.migrations import Migrations
 
@@ -142,3 +145,111 @@ def m004_loss_rollup(db):
         # Existing history: the same upserts, row by row in step order, from the series table.
         rows = f"(SELECT * FROM series WHERE {series_rows(metric)} ORDER BY event_id) s, rollup_levels l"
         db.execute(upsert(metric, "s", rows))
+
+
+@migrations()
+def m005_catalog(db):
+    # The asset catalog (issue #13): every asset's content identity, its files and the zones holding
+    # it, plus aliases and their history. Every field anyone filters on is a column, so the database
+    # reads as plain tables in sqlite-utils and datasette; `meta` holds only descriptive extras.
+    db.execute(
+        """CREATE TABLE assets (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('checkpoint','model','data','evalset','config')),
+            name TEXT NOT NULL,
+            step INTEGER,
+            digest TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            file_count INTEGER NOT NULL,
+            is_dir INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            registered_at REAL NOT NULL,
+            base_asset TEXT,
+            meta TEXT NOT NULL DEFAULT '{}'
+        )"""
+    )
+    db.execute("CREATE INDEX assets_kind_step ON assets(kind, step)")
+    db.execute("CREATE INDEX assets_name ON assets(name)")
+    db.execute("CREATE INDEX assets_digest ON assets(digest)")
+    # mtime_ns is not identity: it lets a re-scan skip re-hashing a file whose size and mtime match.
+    db.execute(
+        """CREATE TABLE asset_files (
+            asset_id TEXT NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+            relpath TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            mtime_ns INTEGER,
+            PRIMARY KEY (asset_id, relpath)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX asset_files_sha256 ON asset_files(sha256)")
+    db.execute(
+        """CREATE TABLE zones (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('local','officer','fsspec')),
+            url TEXT NOT NULL,
+            token_env TEXT,
+            added_at REAL NOT NULL,
+            priority INTEGER NOT NULL
+        )"""
+    )
+    # The realm home is always the zone `local`; its url is the home folder this database lives in
+    # (Catalog corrects it when a home is opened from another path, e.g. a copied home).
+    home = next((r[2] for r in db.execute("PRAGMA database_list").fetchall() if r[1] == "main"), "")
+    url = str(Path(home).parent) if home else ""
+    db.execute(
+        "INSERT INTO zones (id, kind, url, token_env, added_at, priority) VALUES ('local','local',?,NULL,?,0)",
+        [url, time.time()],
+    )
+    db.execute(
+        """CREATE TABLE locations (
+            asset_id TEXT NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+            zone TEXT NOT NULL REFERENCES zones(id),
+            path TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('verified','unverified','corrupt','missing')),
+            verified_at REAL,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (asset_id, zone)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX locations_zone ON locations(zone, status)")
+    db.execute(
+        """CREATE TABLE aliases (
+            name TEXT PRIMARY KEY,
+            asset_id TEXT NOT NULL,
+            set_at REAL NOT NULL,
+            set_by TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX aliases_asset ON aliases(asset_id)")
+    db.execute(
+        """CREATE TABLE alias_history (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            from_asset TEXT,
+            to_asset TEXT,
+            at REAL NOT NULL,
+            by TEXT NOT NULL,
+            reason TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX alias_history_name ON alias_history(name, id)")
+    db.execute(
+        """CREATE TABLE transfers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            asset_id TEXT NOT NULL,
+            src_zone TEXT NOT NULL,
+            dst_zone TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            status TEXT NOT NULL,
+            bytes_total INTEGER,
+            bytes_moved INTEGER NOT NULL DEFAULT 0,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            error TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX transfers_asset ON transfers(asset_id, id)")
+    # The ledger is looked up by name (canonical names, reconcile) and by live step (latest, get).
+    db.execute("CREATE INDEX checkpoints_live_step ON checkpoints(deleted, step)")
