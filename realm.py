@@ -119,7 +119,9 @@ def local_services(realm: Realm) -> list:
     from sentinels.guardian import realm_service
 
     names = cli.list_commands(click.Context(cli))
-    return [realm_service(n, realm.home.root) for n in ("arena", "tavern") if n in names]
+    # (command, arguments): the service name is also its lock's name in run/.
+    wanted = (("arena", ()), ("tavern", ()), ("vault", ("serve",)))
+    return [realm_service(n, realm.home.root, *args) for n, args in wanted if n in names]
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from vault.home import RealmHome
 from vault.store import Store
 
 # The long-running services `realm status` reports, by the lock each holds in run/.
-SERVICES: tuple[str, ...] = ("guardian", "arena", "tavern")
+SERVICES: tuple[str, ...] = ("guardian", "arena", "tavern", "vault")
 
 
 @dataclass

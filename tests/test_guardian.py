@@ -46,15 +46,28 @@ def test_instance_lock_refuses_second_holder(realm):
     assert not is_held(realm.home.run, "arena")
 
 
+def _answers(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def test_up_and_down_round_trip(home):
     # A temp home with every port free (nothing on 8888 or any fixed port) and no idle quests.
-    isolated_config(home)
+    cfg = isolated_config(home)
     up = run_realm("up", home=home, check=True, timeout=60)
     assert "the realm is up" in up.stdout
+    # Every local service runs under the guardian, the VaultKeeper API included.
+    vault_health = f"http://127.0.0.1:{cfg['ports']['vault']}/health"
+    wait_until(lambda: _answers(vault_health), 60, f"the VaultKeeper at {vault_health}")
     again = run_realm("up", home=home, check=True, timeout=60)
     assert "already up" in again.stdout
     st = run_realm("status", "--json", home=home, check=True)
     assert '"guardian": true' in st.stdout
+    assert '"vault": true' in st.stdout
     down = run_realm("down", home=home, check=True, timeout=180)
     assert "the realm is down" in down.stdout
     assert "not running" in run_realm("down", home=home, check=True).stdout

@@ -19,4 +19,4 @@ def realm() -> Any:
     return current_app.config["REALM"]
 
 
-from tavern.api import game, quests  # noqa: E402,F401  (route modules register on `api`)
+from tavern.api import game, quests, vault  # noqa: E402,F401  (route modules register on `api`)
