@@ -230,6 +230,29 @@ def test_the_database_reads_as_plain_tables_in_sqlite_utils(realm):
     assert list(db["zones"].rows)[0]["url"] == str(realm.home.root.resolve())
 
 
+def test_the_database_reads_as_plain_tables_in_datasette(realm):
+    # What a user who opens realm.db in datasette sees: the catalog as columns, filterable by URL.
+    import asyncio
+
+    from datasette.app import Datasette
+
+    _populate(realm.home.root)
+    Catalog(realm.store, realm.home.root).scan()
+
+    async def fetch(path: str):
+        ds = Datasette([str(realm.home.db_path)], immutables=[])
+        response = await ds.client.get(path)
+        assert response.status_code == 200, (path, response.text[:500])
+        return response.json()
+
+    db = realm.home.db_path.stem
+    rows = asyncio.run(fetch(f"/{db}/assets.json?_shape=array&kind=checkpoint&step__gte=1000"))
+    assert [r["id"] for r in rows] == ["checkpoint_175000"]
+    assert {"digest", "size_bytes", "file_count", "created_at"} <= set(rows[0])
+    located = asyncio.run(fetch(f"/{db}/locations.json?_shape=array&asset_id=checkpoint_175000"))
+    assert [(r["zone"], r["status"]) for r in located] == [("local", "verified")]
+
+
 def test_catalog_follows_a_moved_home(realm, tmp_path):
     import shutil
 
