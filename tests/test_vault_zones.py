@@ -210,6 +210,12 @@ def test_checkpoint_round_trip_through_officers_s3_and_nas(realm, tmp_path, offi
     subprocess.run(["rm", "-rf", str(cp.path)], check=True)
     assert realm_json(home, "vault", "pull", asset_id)["src_zone"] == "nas"
     assert tree(cp.path) == original
+    # ask_vault_first, what the Oracle and remote hosts call: a local path, fetched first when missing.
+    from vault.keeper import VaultKeeper
+
+    subprocess.run(["rm", "-rf", str(cp.path)], check=True)
+    assert VaultKeeper(realm).ask_vault_first(asset_id) == cp.path
+    assert tree(cp.path) == original
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(cp.path)  # the pulled checkpoint loads as any HF model does
