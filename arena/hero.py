@@ -1,4 +1,4 @@
-"""The hero: the model factory, DIO's byte-level tokenizer and batched greedy generation.
+"""The hero: the model factory and DIO's byte-level tokenizer.
 
 Two kinds of hero, one code path afterwards:
 - DIO (default): a small Qwen3-architecture causal LM built from `configs/heroes/dio.yaml` at first
@@ -8,13 +8,13 @@ Two kinds of hero, one code path afterwards:
 - `hero.base_model: PATH`: any local Hugging Face causal-LM folder, with its own tokenizer and template.
 
 Nothing after `build_hero` knows which kind it has: formatting uses the chat template, generation
-uses `eos_token_id`/`pad_token_id`, and checkpoints use `save_pretrained`.
+uses `eos_token_id`/`pad_token_id`, and checkpoints use `save_pretrained`. Loading a checkpoint and
+generating from it (the evals' generate function, the Oracle) live in `arena/inference.py`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,11 +23,10 @@ import msgspec
 import torch
 import yaml
 
+from arena.inference import ensure_pad
 from sentinels.typed import TypedError, convert
 
 log = logging.getLogger("realm.hero")
-
-GenerateFn = Callable[..., list[str]]  # (prompts, max_new_tokens=None) -> responses
 
 # ChatML, the format Qwen models use: the markers are single special tokens in DIO's vocabulary.
 CHAT_TEMPLATE = (
@@ -162,81 +161,5 @@ def build_hero(hero_cfg, repo_root: Path, seed: int = 0):
     return model, tokenizer
 
 
-def load_checkpoint_hero(path: Path):
-    """(model, tokenizer) from a checkpoint folder, exactly as any HF user would load it."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    return model, ensure_pad(tokenizer)
-
-
-def ensure_pad(tokenizer):
-    # Batched generation and padding need a pad token; models without one pad with eos, which is
-    # safe because padded positions are masked out of attention and loss.
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def make_generate_fn(
-    model: torch.nn.Module, tokenizer, *, max_new_tokens: int = 64, batch_size: int = 64
-) -> GenerateFn:
-    """Batched greedy generation: user prompts -> assistant responses, via the chat template.
-
-    Prompts are sorted by length and run in batches, left-padded so every row's last prompt token
-    sits at the same position, with the KV cache on (`generate` reuses it): each new token costs one
-    forward over one position per row. The model's train/eval mode is restored afterwards.
-    """
-
-    default_budget = max_new_tokens
-
-    @torch.no_grad()
-    def generate(prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
-        """Responses to `prompts`; `max_new_tokens` overrides the budget for this call."""
-        budget = max_new_tokens or default_budget
-        if not prompts:
-            return []
-        texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-            )
-            for p in prompts
-        ]
-        encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
-        out: list[str] = [""] * len(texts)
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        pad = tokenizer.pad_token_id
-        try:
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
-                width = max(len(encoded[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    seq = encoded[i]
-                    ids[row, width - len(seq) :] = torch.tensor(seq)
-                    mask[row, width - len(seq) :] = 1
-                gen = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=budget,
-                    do_sample=False,
-                    use_cache=True,
-                    pad_token_id=pad,
-                    eos_token_id=tokenizer.eos_token_id,
-                )
-                for row, i in enumerate(idx):
-                    out[i] = tokenizer.decode(gen[row, width:], skip_special_tokens=True).strip()
-        finally:
-            model.train(was_training)
-        return out
-
-    return generate

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from arena import attention
 from arena.checkpoints import CheckpointManager, crash_point
 from arena.formatting import Example, Formatter, QuestData, read_quest
-from arena.hero import build_hero, count_params, load_checkpoint_hero, make_generate_fn
+from arena.hero import build_hero, count_params
+from arena.inference import load_checkpoint_hero, make_generate_fn
 from arena.packing import Row, collate, dummy_row, pack
 from arena.reporting import Reporter, hero_stats
 
@@ -126,8 +127,10 @@ class Trainer:
         accelerator,
         repo_root: Path,
         record_progress: Callable[[int, int, int], None] = lambda quest_id, offset, epoch: None,
+        on_checkpoint: Callable[[Callable[..., list[str]], int, str], Any] | None = None,
     ):
         self.record_progress = record_progress  # QuestQueue.set_progress: called after each checkpoint
+        self.on_checkpoint = on_checkpoint  # the daemon's hook (the guild's champion rule), rank 0 only
         self.cfg, self.hero_cfg = config.training, config.hero
         self.acc = accelerator
         self.reporter = reporter
@@ -135,7 +138,7 @@ class Trainer:
         self.main = accelerator.is_main_process
         cores = os.cpu_count() or 1
         torch.set_num_threads(self.cfg.threads or max(1, cores // self.world))
-        self.ckpts = CheckpointManager(home.models, store, self.cfg.keep_last)
+        self.ckpts = CheckpointManager.for_config(home.models, store, config)
         latest = self.ckpts.latest()
         random.seed(self.cfg.seed)
         torch.manual_seed(self.cfg.seed)
@@ -435,6 +438,20 @@ class Trainer:
         if quest is not None and not s.quest_done:
             self.record_progress(quest.id, s.quest_offset, s.quest_epoch)
         self.ckpts.prune()
+        if self.on_checkpoint is not None:
+            self._checkpoint_hook(cp.step, cp.path)
+
+    def _checkpoint_hook(self, step: int, path: Path) -> None:
+        """The checkpoint hook, with generation over the weights just saved; like the eval hook, a
+        failure is reported, never fatal (the checkpoint itself is already safe on disk)."""
+        fn = make_generate_fn(
+            self.acc.unwrap_model(self.model), self.tokenizer, max_new_tokens=self.cfg.max_new_tokens
+        )
+        try:
+            self.on_checkpoint(fn, step, str(path))
+        except Exception as exc:
+            log.exception("checkpoint hook failed at step %d", step)
+            self.reporter.emit("trainer.error", message=f"checkpoint hook failed: {exc}", step=step)
 
 
 def _chunks(rows: Iterator[Row], n: int) -> Iterator[tuple[list[Row], bool]]:

@@ -195,6 +195,43 @@ class LoggingConfig(_Section):
     """Rotated log files kept."""
 
 
+class OracleConfig(_Section):
+    """The Oracle, the OpenAI-compatible inference server (`realm oracle`, tavern/oracle/). It reads
+    these when it starts."""
+
+    max_loaded: Positive = 2
+    """Checkpoints kept in memory at once; loading one more evicts the least recently used."""
+    keep_alive_s: Annotated[float, msgspec.Meta(ge=-1)] = 300.0
+    """Seconds an idle checkpoint stays loaded (Ollama's keep_alive): 0 unloads it after each
+    request, -1 keeps it until evicted. A request's `keep_alive` field overrides it."""
+    max_tokens: Positive = 512
+    """The most tokens one response may generate: a request's max_tokens is capped to this."""
+    default_max_tokens: Positive = 128
+    """Tokens generated when a request names no max_tokens."""
+    max_prompt_tokens: Positive = 1536
+    """Longest prompt in tokens (after the chat template); a longer one is refused with 400."""
+    max_batch: Positive = 8
+    """Concurrent requests (same checkpoint, same sampling settings) generated as one batch."""
+    batch_window_ms: NonNegative = 5.0
+    """How long the batcher waits for more requests to join a batch once one arrives."""
+    load_wait_s: NonNegative = 10.0
+    """A non-streaming request waits this long for its checkpoint to load, then gets 503 with
+    Retry-After (a stream gets `: loading` comment lines meanwhile)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: the first GPU when there is one, else the CPU."""
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that supports it, fp32 on the CPU."""
+    threads: Count = 0
+    """torch CPU threads; 0 leaves torch's default (the machine's cores)."""
+    token: str | None = None
+    """Token for load, unload and reload (header X-Realm-Token or Authorization: Bearer)."""
+    open_on_loopback: bool = True
+    """Allow load, unload and reload without a token when bound to loopback."""
+    vault_url: str | None = None
+    """The VaultKeeper API a remote Oracle resolves ids through when its home has no realm
+    database; null: the hosts registry's `vault` service."""
+
+
 class RealmConfig(_Section):
     home: Annotated[str | None, RESTART] = None
     """Realm home; null means the repo root. REALM_HOME and --home override it."""
@@ -208,6 +245,7 @@ class RealmConfig(_Section):
     tavern: TavernConfig = msgspec.field(default_factory=TavernConfig)
     vault: VaultConfig = msgspec.field(default_factory=VaultConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    oracle: OracleConfig = msgspec.field(default_factory=OracleConfig)
 
     @property
     def home_path(self) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, render_template, send_from_directory
 
 from sentinels.config import REPO_ROOT
+from tavern.api.oracle import oracle_api
 
 pages = Blueprint("pages", __name__)
 
@@ -26,8 +27,8 @@ VENDOR = {
 NAV = [
     ("/", "Tavern", True),
     ("/armory", "Armory", True),
-    ("/oracle", "Oracle", False),
-    ("/vault", "Vault", False),
+    ("/oracle", "Oracle", True),
+    ("/vault", "Vault", True),
 ]
 
 
@@ -51,12 +52,20 @@ def armory():
     return _render("armory.html", "/armory")
 
 
-@pages.get("/oracle")
 @pages.get("/vault")
-def coming_soon():
-    from flask import request
+def vault():
+    """The Vault room: checkpoints with their ledger stats, aliases and zones (tavern/api/vault.py)."""
+    return _render("vault.html", "/vault")
 
-    return _render("soon.html", request.path, room=request.path.strip("/").title())
+
+@pages.get("/oracle")
+def oracle():
+    """The Oracle room: chat with any checkpoint on any Oracle host (tavern/api/oracle.py proxies)."""
+    return _render("oracle.html", "/oracle")
+
+
+# The room's /oracle/* endpoints sit beside its page (nested, so they register wherever pages does).
+pages.register_blueprint(oracle_api)
 
 
 @pages.get("/vendor/<path:name>")

@@ -64,3 +64,40 @@ def rng(record_property) -> random.Random:
     record_property("seed", seed)
     print(f"REALM_TEST_SEED={seed}")  # pytest shows captured output with a failure
     return random.Random(seed)
+
+
+# The step numbers of the checkpoints `trained_home` holds (save every 10 steps of a 30-step run).
+TRAINED_STEPS = (10, 20, 30)
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A realm home after ONE real, short training run, shared by every test of the session.
+
+    The real `realm arena --max-steps 30` CLI trains the default DIO on 200 BIN-like chats with the
+    tiny test config (tests/helpers.py `tiny_config`, save_steps 10), so the home holds three real
+    checkpoints, `TRAINED_STEPS` (10, 20, 30: far enough apart that their answers differ), each
+    landed in the vault (ledger rows, catalog assets, verified local locations), plus the eval sets
+    the daemon writes at start. It takes about 15 s on two cores, once per session. Treat it as
+    read-only: a test that changes the realm (aliases, deletions, config, a server writing its own
+    logs or locks is fine) takes `trained_copy` instead.
+    """
+    from tests.helpers import arena, bin_chats, enqueue, tiny_config
+
+    home = tmp_path_factory.mktemp("trained") / "home"
+    home.mkdir()
+    tiny_config(home, save_steps=10, keep_last=5)
+    enqueue(home, "bin_add.jsonl", bin_chats(200))
+    proc = arena(home, "--max-steps", str(TRAINED_STEPS[-1]))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return home
+
+
+@pytest.fixture
+def trained_copy(trained_home: Path, tmp_path: Path) -> Path:
+    """A private copy of `trained_home` (shutil.copytree) for a test that mutates the realm."""
+    import shutil
+
+    dst = tmp_path / "trained"
+    shutil.copytree(trained_home, dst, ignore=shutil.ignore_patterns("*.lock", "*.pid"))
+    return dst

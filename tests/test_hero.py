@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from arena.formatting import FormatStats, Formatter
-from arena.hero import build_hero, count_params, make_generate_fn
+from arena.hero import build_hero, count_params
+from arena.inference import make_generate_fn
 from arena.packing import collate, pack
 from sentinels.config import REPO_ROOT, HeroConfig
 

@@ -1,0 +1,334 @@
+"""The model manager: which checkpoints are in memory, loading them, and letting them go.
+
+- Up to `oracle.max_loaded` checkpoints stay loaded, least recently used first out (llama.cpp's router).
+- Each has a keep_alive (Ollama's): `oracle.keep_alive_s`, or the last request's `keep_alive`; the
+  reaper unloads an idle checkpoint when it runs out (0: right after the request; negative: never).
+- A checkpoint whose architecture (config.json less its names) matches a loaded one is not built
+  again (SGLang's update_weights_from_disk): at capacity, its tensors are copied into the least
+  recently used idle model of that architecture; below it, into a copy of a loaded one. Only a new
+  architecture pays for `from_pretrained`. Tokenizers are cached by their files' content, so the
+  checkpoints of one run share one.
+- Loading runs in its own thread; `acquire` waits for it up to a deadline and then raises
+  `StillLoading` (the app answers 503 + Retry-After, or a stream's `: loading` lines).
+- A checkpoint in use (`active` > 0) is never swapped over or evicted; an unload takes it out of the
+  table at once, and its memory goes when its last generation ends.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from arena.inference import (
+    architecture_key,
+    ensure_pad,
+    load_checkpoint_hero,
+    pick_device,
+    read_weights,
+    swap_weights,
+)
+from tavern.oracle.ids import Target
+from tavern.oracle.protocol import OracleError, StillLoading
+
+log = logging.getLogger("realm.oracle.manager")
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+)
+TOKENIZER_CACHE = 8  # distinct tokenizers kept; one training run has one
+
+
+@dataclass
+class Loaded:
+    """One checkpoint in memory."""
+
+    name: str
+    asset_id: str
+    path: Path
+    arch: str
+    model: Any
+    tokenizer: Any
+    keep_alive_s: float
+    how: str  # build | copy | swap: how its model came to be
+    load_s: float
+    loaded_at: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    active: int = 0
+    requests: int = 0
+
+    @property
+    def param_bytes(self) -> int:
+        tensors = {t.data_ptr(): t for t in [*self.model.parameters(), *self.model.buffers()]}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
+
+    def expires_at(self) -> float | None:
+        return None if self.keep_alive_s < 0 else self.last_used + self.keep_alive_s
+
+    def to_dict(self) -> dict[str, Any]:
+        p = next(self.model.parameters())
+        return {
+            "model": self.name,
+            "asset_id": self.asset_id,
+            "path": str(self.path),
+            "device": str(p.device),
+            "dtype": str(p.dtype).removeprefix("torch."),
+            "memory_bytes": self.param_bytes,
+            "loaded_at": self.loaded_at,
+            "last_used": self.last_used,
+            "expires_at": self.expires_at(),
+            "keep_alive_s": self.keep_alive_s,
+            "active": self.active,
+            "requests": self.requests,
+            "how": self.how,
+            "load_s": round(self.load_s, 4),
+        }
+
+
+class ModelManager:
+    def __init__(self, cfg, *, start_reaper: bool = True):
+        """`cfg` is sentinels.config.OracleConfig."""
+        self.cfg = cfg
+        self.device, self.dtype = pick_device(cfg.device, cfg.dtype)
+        self._cv = threading.Condition()
+        self._loaded: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
+        self._loading: dict[str, float] = {}  # name -> started at
+        self._errors: dict[str, Exception] = {}
+        self._tokenizers: OrderedDict[str, Any] = OrderedDict()  # content digest -> tokenizer
+        self._tok_keys: dict[str, tuple[tuple, str]] = {}  # folder -> (files' size/mtime, digest)
+        self._tok_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.loads = {"build": 0, "copy": 0, "swap": 0}
+        if start_reaper:
+            threading.Thread(target=self._reap, name="oracle-reaper", daemon=True).start()
+
+    # ---- using a checkpoint -------------------------------------------------------------------------
+    def acquire(self, target: Target, *, wait_s: float | None, keep_alive_s: float | None = None) -> Loaded:
+        """The loaded checkpoint, marked in use (call `release`). Starts loading it when needed and
+        waits up to `wait_s` (None: as long as it takes); then StillLoading."""
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        with self._cv:
+            while True:
+                entry = self._loaded.get(target.name)
+                if entry is not None:
+                    entry.active += 1
+                    entry.requests += 1
+                    entry.last_used = time.time()
+                    if keep_alive_s is not None:
+                        entry.keep_alive_s = keep_alive_s
+                    self._loaded.move_to_end(target.name)
+                    return entry
+                if target.name in self._errors:
+                    exc = self._errors.pop(target.name)
+                    raise OracleError(
+                        500, f"{target.name} could not be loaded: {exc}", type="server_error"
+                    ) from exc
+                if target.name not in self._loading:
+                    self._start_load(target, keep_alive_s)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise StillLoading(target.name, self._retry_after(target.name))
+                self._cv.wait(left)
+
+    def release(self, entry: Loaded, keep_alive_s: float | None = None) -> None:
+        with self._cv:
+            entry.active -= 1
+            entry.last_used = time.time()
+            if keep_alive_s is not None:
+                entry.keep_alive_s = keep_alive_s
+            if entry.active == 0 and entry.keep_alive_s == 0 and self._loaded.get(entry.name) is entry:
+                self._drop(entry.name, "keep_alive 0")
+            self._cv.notify_all()
+
+    def is_loaded(self, name: str) -> bool:
+        with self._cv:
+            return name in self._loaded
+
+    def load(self, target: Target, keep_alive_s: float | None = None) -> Loaded:
+        """Load (or keep) a checkpoint and wait for it; the preload behind POST /oracle/load."""
+        entry = self.acquire(target, wait_s=None, keep_alive_s=keep_alive_s)
+        self.release(entry)
+        return entry
+
+    def unload(self, name: str) -> bool:
+        with self._cv:
+            if name not in self._loaded:
+                return False
+            self._drop(name, "unload")
+            return True
+
+    def tokenizer(self, path: Path):
+        """The checkpoint's tokenizer, shared by every checkpoint whose tokenizer files are identical."""
+        from transformers import AutoTokenizer
+
+        files = [Path(path) / n for n in TOKENIZER_FILES if (Path(path) / n).is_file()]
+        stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        with self._tok_lock:
+            known = self._tok_keys.get(str(path))
+        if known is not None and known[0] == stamp:
+            key = known[1]  # unchanged files: no need to read them again (a big tokenizer.json is MBs)
+        else:
+            h = hashlib.sha256()
+            for f in files:
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+            key = h.hexdigest()
+            with self._tok_lock:
+                self._tok_keys[str(path)] = (stamp, key)
+        with self._tok_lock:
+            tok = self._tokenizers.get(key)
+            if tok is not None:
+                self._tokenizers.move_to_end(key)
+                return tok
+        tok = ensure_pad(AutoTokenizer.from_pretrained(path))
+        with self._tok_lock:
+            self._tokenizers[key] = tok
+            while len(self._tokenizers) > TOKENIZER_CACHE:
+                self._tokenizers.popitem(last=False)
+        return tok
+
+    def status(self) -> dict[str, Any]:
+        with self._cv:
+            loaded = [e.to_dict() for e in reversed(self._loaded.values())]  # most recent first
+            loading = [{"model": n, "since": t} for n, t in self._loading.items()]
+        out: dict[str, Any] = {
+            "loaded": loaded,
+            "loading": loading,
+            "max_loaded": self.cfg.max_loaded,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "loads": dict(self.loads),
+            "memory": {"rss_bytes": _rss_bytes(), "models_bytes": sum(e["memory_bytes"] for e in loaded)},
+        }
+        if self.device.type == "cuda":
+            out["memory"]["cuda_allocated_bytes"] = torch.cuda.memory_allocated(self.device)
+        return out
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # ---- loading ------------------------------------------------------------------------------------
+    def _start_load(self, target: Target, keep_alive_s: float | None) -> None:
+        self._loading[target.name] = time.time()
+        threading.Thread(
+            target=self._load, args=(target, keep_alive_s), name=f"oracle-load-{target.name}", daemon=True
+        ).start()
+
+    def _retry_after(self, name: str) -> int:
+        # A load here takes about a second for DIO; ask again in a second or two.
+        return 1 if name in self._loading else 2
+
+    def _load(self, target: Target, keep_alive_s: float | None) -> None:
+        t0 = time.perf_counter()
+        try:
+            arch = architecture_key(target.path)
+            tokenizer = self.tokenizer(target.path)
+            with self._cv:
+                donor, how = self._donor(arch)
+            if how == "build":
+                model, _ = load_checkpoint_hero(target.path, device=self.device, dtype=self.dtype)
+                model.eval()
+            else:
+                model = donor if how == "swap" else copy.deepcopy(donor)
+                swap_weights(model, read_weights(target.path, self.device))
+            _generation_config(model, target.path)
+            entry = Loaded(
+                name=target.name,
+                asset_id=target.asset_id,
+                path=target.path,
+                arch=arch,
+                model=model,
+                tokenizer=tokenizer,
+                keep_alive_s=self.cfg.keep_alive_s if keep_alive_s is None else keep_alive_s,
+                how=how,
+                load_s=time.perf_counter() - t0,
+            )
+            with self._cv:
+                self._loaded[target.name] = entry
+                self.loads[how] += 1
+                self._evict_over_capacity(keep=target.name)
+            log.info("loaded %s (%s) in %.3f s", target.name, how, entry.load_s)
+        except Exception as exc:  # the waiting request reports it; the server keeps serving
+            log.exception("loading %s failed", target.name)
+            with self._cv:
+                self._errors[target.name] = exc
+        finally:
+            with self._cv:
+                self._loading.pop(target.name, None)
+                self._cv.notify_all()
+
+    def _donor(self, arch: str) -> tuple[Any, str]:
+        """(model, how) for a new checkpoint of `arch`; called with the lock held.
+
+        At capacity the least recently used idle checkpoint leaves: if it has this architecture its
+        model takes the new weights ("swap"), else it is dropped. Below capacity a loaded model of
+        this architecture is copied ("copy"); otherwise a model is built ("build")."""
+        if len(self._loaded) >= self.cfg.max_loaded:
+            victim = next((e for e in self._loaded.values() if e.active == 0), None)
+            if victim is not None:
+                del self._loaded[victim.name]
+                if victim.arch == arch:
+                    log.info("swapping weights into %s's model", victim.name)
+                    return victim.model, "swap"
+                self._free(victim, "evicted (least recently used)")
+        same = next((e for e in reversed(self._loaded.values()) if e.arch == arch), None)
+        if same is not None:
+            return same.model, "copy"
+        return None, "build"
+
+    def _evict_over_capacity(self, keep: str) -> None:
+        while len(self._loaded) > self.cfg.max_loaded:
+            victim = next((e for e in self._loaded.values() if e.active == 0 and e.name != keep), None)
+            if victim is None:
+                return  # everything is in use; the reaper evicts once something is idle
+            self._drop(victim.name, "evicted (least recently used)")
+
+    def _drop(self, name: str, why: str) -> None:
+        self._free(self._loaded.pop(name), why)
+
+    def _free(self, entry: Loaded, why: str) -> None:
+        log.info("unloading %s: %s", entry.name, why)
+        if self.device.type == "cuda" and entry.active == 0:
+            entry.model = None
+            torch.cuda.empty_cache()
+
+    def _reap(self) -> None:
+        while not self._stop.wait(0.5):
+            now = time.time()
+            with self._cv:
+                for e in list(self._loaded.values()):
+                    exp = e.expires_at()
+                    if e.active == 0 and exp is not None and exp <= now:
+                        self._drop(e.name, f"keep_alive {e.keep_alive_s:g} s ran out")
+                self._evict_over_capacity(keep="")
+
+
+def _generation_config(model, path: Path) -> None:
+    """A swapped-in checkpoint brings its own generation defaults (eos, pad, sampling)."""
+    from transformers import GenerationConfig
+
+    if (Path(path) / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(path)
+
+
+def _rss_bytes() -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
