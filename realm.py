@@ -24,7 +24,15 @@ from sentinels.realm import Realm
 log = logging.getLogger("realm")
 
 # Rooms that add their own commands; each module exposes `commands: list[click.Command]`.
-ROOM_COMMANDS: tuple[str, ...] = ("tavern.cli", "arena.quest_cli", "guild.cli", "arena.cli", "vault.cli")
+ROOM_COMMANDS: tuple[str, ...] = (
+    "tavern.cli",
+    "arena.quest_cli",
+    "guild.cli",
+    "arena.cli",
+    "vault.cli",
+    "tavern.oracle.cli",
+    "watchtower.cli",
+)
 
 
 class RealmGroup(click.Group):
@@ -77,8 +85,10 @@ def init(ctx, home):
 @click.pass_context
 def status(ctx, home, as_json):
     """Show the home, the database, counts and the current battle."""
+    from watchtower.status import realm_status
+
     realm = realm_from(ctx, home)
-    st = realm.status()
+    st = realm_status(realm)
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
@@ -116,12 +126,19 @@ def config_show(ctx, home):
 
 
 def local_services(realm: Realm) -> list:
-    from sentinels.guardian import realm_service
+    """The services the hosts registry assigns to this host (all four on a single host), each as
+    `realm NAME ARGS --home HOME`; a bad hosts file or an unknown host ends the command (exit 2)."""
+    from sentinels.guardian import SERVICE_ARGS, assigned_services, realm_service
+    from sentinels.hosts import HostsError, ServiceNotFound
 
     names = cli.list_commands(click.Context(cli))
-    # (command, arguments): the service name is also its lock's name in run/.
-    wanted = (("arena", ()), ("tavern", ()), ("vault", ("serve",)))
-    return [realm_service(n, realm.home.root, *args) for n, args in wanted if n in names]
+    try:
+        assigned = assigned_services(realm.config)
+    except (HostsError, ServiceNotFound) as exc:
+        click.echo(f"hosts error: {exc}", err=True)
+        sys.exit(2)
+    # The service name is also its lock's name in run/.
+    return [realm_service(n, realm.home.root, *SERVICE_ARGS[n]) for n in assigned if n in names]
 
 
 @cli.command()
@@ -165,12 +182,51 @@ def guardian(ctx, home):
     import threading
 
     from sentinels.guardian import Guardian, install_signal_handlers
+    from sentinels.health import stuck_reason
 
     realm = realm_from(ctx, home)
     setup_logging(realm, "guardian", console=True)
     stop, wake = threading.Event(), threading.Event()
     install_signal_handlers(stop, wake)  # before the lock: `realm resume` may signal once it is held
-    Guardian(realm.home.root, local_services(realm), stop, realm.config.logging, wake).run()
+
+    def stuck() -> str | None:
+        why = stuck_reason(realm)
+        if why:
+            realm.events.emit(
+                "trainer.stuck", message=why, action="restarting the arena from its last checkpoint"
+            )
+        return why
+
+    services = local_services(realm)
+    every = realm.config.sentinels.stuck_check_s
+    Guardian(realm.home.root, services, stop, realm.config.logging, wake, stuck, every).run()
+
+
+@cli.command()
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--check", "only", multiple=True, help="Run only this check (or prefix, e.g. service); repeatable."
+)
+@click.pass_context
+def health(ctx, home, as_json, only):
+    """Check the realm: services, trainer, database, disk, queue, checkpoints; exit 1 on a problem."""
+    from sentinels.health import run_checks
+    from sentinels.hosts import HostsError, ServiceNotFound
+
+    realm = realm_from(ctx, home)
+    try:
+        report = run_checks(realm, list(only) or None)
+    except (ValueError, HostsError, ServiceNotFound) as exc:
+        click.echo(f"health: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for name, c in report["checks"].items():
+            click.echo(f"{c['status']:<5} {name:<18} {c['message']}")
+        click.echo("healthy" if report["ok"] else f"problems: {', '.join(report['problems'])}")
+    sys.exit(0 if report["ok"] else 1)
 
 
 @cli.command()

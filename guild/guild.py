@@ -120,24 +120,34 @@ class Guild:
         results = []
         for skill_id in self.cfg.skills:
             level = self.skill_state(skill_id)["training_level"]
-            items = self.eval_set(skill_id, level)
-            t0 = time.perf_counter()
-            budget = max(len(it["expected"].encode()) for it in items) + ANSWER_MARGIN
-            responses = generate([it["prompt"] for it in items], max_new_tokens=budget)
-            if len(responses) != len(items):
-                raise ValueError(f"generate returned {len(responses)} responses for {len(items)} prompts")
-            client = self.client(skill_id)
-            scored = [
-                {
-                    "prompt": it["prompt"],
-                    "expected": it["expected"],
-                    "answer": resp,
-                    "correct": client.score(it["prompt"], it["expected"], resp),
-                }
-                for it, resp in zip(items, responses, strict=True)
-            ]
-            results.append(self.record_eval(skill_id, level, scored, step, time.perf_counter() - t0))
+            scored, seconds = self.score_skill(generate, skill_id, level)
+            results.append(self.record_eval(skill_id, level, scored, step, seconds))
         return results
+
+    def score_skill(
+        self, generate: Callable[..., list[str]], skill_id: str, level: int
+    ) -> tuple[list[dict[str, Any]], float]:
+        """Answer and score one level's eval set without recording anything: (items, seconds).
+
+        `evaluate` records the result as an eval; guild.champion keeps it as a checkpoint's quick
+        eval instead, so a checkpoint's score never moves progression or the planner."""
+        items = self.eval_set(skill_id, level)
+        t0 = time.perf_counter()
+        budget = max(len(it["expected"].encode()) for it in items) + ANSWER_MARGIN
+        responses = generate([it["prompt"] for it in items], max_new_tokens=budget)
+        if len(responses) != len(items):
+            raise ValueError(f"generate returned {len(responses)} responses for {len(items)} prompts")
+        client = self.client(skill_id)
+        scored = [
+            {
+                "prompt": it["prompt"],
+                "expected": it["expected"],
+                "answer": resp,
+                "correct": client.score(it["prompt"], it["expected"], resp),
+            }
+            for it, resp in zip(items, responses, strict=True)
+        ]
+        return scored, time.perf_counter() - t0
 
     def record_eval(
         self, skill_id: str, level: int, scored: list[dict[str, Any]], step: int, seconds: float
@@ -245,16 +255,9 @@ class Guild:
         return planner.record(self.store, inputs, action), action
 
     def _next_seed(self) -> int:
-        with self.store.tx() as conn:
-            row = conn.execute("SELECT value FROM state WHERE key = ?", (QUEST_SEQ,)).fetchone()
-            seq = int(json.loads(row["value"])) + 1 if row else 1
-            if seq == EVAL_SEED:
-                seq += 1  # training never reuses the eval seed
-            conn.execute(
-                "INSERT INTO state(key, value, updated_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                (QUEST_SEQ, json.dumps(seq)),
-            )
+        seq = self.store.increment_state(QUEST_SEQ)
+        if seq == EVAL_SEED:
+            seq = self.store.increment_state(QUEST_SEQ)  # training never reuses the eval seed
         return seq
 
     def write_idle_quest(self, inbox: Path, count: int | None = None) -> Path:

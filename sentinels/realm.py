@@ -20,7 +20,7 @@ from vault.home import RealmHome
 from vault.store import Store
 
 # The long-running services `realm status` reports, by the lock each holds in run/.
-SERVICES: tuple[str, ...] = ("guardian", "arena", "tavern", "vault")
+SERVICES: tuple[str, ...] = ("guardian", "arena", "tavern", "vault", "oracle")
 
 
 @dataclass
@@ -53,20 +53,10 @@ class Realm:
         self.init()
 
     def status(self) -> dict[str, Any]:
-        """Home, database, table counts, quests by status, services up, the hero and the battle."""
-        from arena.intake.inbox import waiting_files
-        from arena.queue import QuestQueue
-        from sentinels.locks import is_held
+        """Home, database, table counts, quests by status, services up, the hero and the battle.
 
-        self.ensure()
-        counts = self.store.table_counts(["events", "quests", "checkpoints", "evals", "achievements"])
-        return {
-            "home": str(self.home.root),
-            "database": str(self.home.db_path),
-            "counts": counts,
-            "quests": QuestQueue(self.home, self.store, self.events).counts(),
-            "inbox_files": len(waiting_files(self.home.inbox)),  # intake's one rule for "waiting"
-            "services": {name: is_held(self.home.run, name) for name in SERVICES},
-            "hero": self.store.get_state("hero", {}),
-            "battle": self.store.get_state("battle", {}),
-        }
+        The read model is the watchtower's (`watchtower.status.realm_status`); the facade only
+        offers it, imported here because the watchtower imports the rooms this module must not."""
+        from watchtower.status import realm_status
+
+        return realm_status(self)

@@ -1,9 +1,10 @@
-"""Quest board reads and the upload path into the inbox.
+"""The upload path into the inbox (the board itself is the watchtower's read model).
 
 Uploads go through the arena's intake (`Intake.accept_upload`): the same path as a file dropped
 into `inbox/`, with its safe-name rule, size limit (tavern.max_upload_mb) and checks, so the page
 gets the quest id, or the rejection reason, in the same response. The Tavern never moves queue files
-itself: queue changes go through `arena.queue.QuestQueue`.
+itself: queue changes go through `arena.queue.QuestQueue`. The quest board and a quest's JSON are
+read through `watchtower.board` (re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from __future__ import annotations
 import logging
 from typing import IO, TYPE_CHECKING, Any
 
-import orjson
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from arena.intake.inbox import waiting_files
-from arena.queue import QuestQueue, QueueError
+from arena.queue import QueueError
 from tavern.errors import ApiError
+from watchtower.board import BOARD, board, quest_dict  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from sentinels.realm import Realm
 
 log = logging.getLogger("realm.tavern.quests")
 
-BOARD = ("processing", "queued", "completed", "failed", "skipped")
 # Content-Types a raw (non-multipart) upload body may carry: it is taken as the file's bytes.
 # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise, so that type
 # is a file too, never parsed as a form; "" is a body with no Content-Type at all.
@@ -37,40 +36,6 @@ RAW_TYPES = (
     "application/json",
     "text/plain",
 )
-
-
-def _error_detail(realm: Realm, error_path: str | None) -> dict[str, Any] | None:
-    if not error_path:
-        return None
-    path = realm.home.root / error_path
-    try:
-        return orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-
-
-def quest_dict(realm: Realm, quest: Any) -> dict[str, Any]:
-    d = quest.to_dict()
-    d["path"] = str(quest.path.relative_to(realm.home.root)) if quest.path else None
-    if quest.status in ("failed", "cancelled", "retried"):
-        d["error"] = _error_detail(realm, quest.error_path)
-    return d
-
-
-def board(realm: Realm, queue: QuestQueue, name: str | None = None) -> dict[str, Any]:
-    quests = queue.list(limit=2000)
-    if name:
-        quests = [q for q in quests if q.name == name]
-    columns: dict[str, list] = {c: [] for c in BOARD}
-    for q in quests:
-        col = "failed" if q.status in ("cancelled", "retried") else q.status
-        if col in columns:
-            columns[col].append(quest_dict(realm, q))
-    for col in ("completed", "failed", "skipped"):
-        columns[col].sort(key=lambda q: q.get("finished_at") or "", reverse=True)
-        columns[col] = columns[col][:100]
-    inbox = sorted(p.name for p in waiting_files(realm.home.inbox))
-    return {"columns": columns, "inbox": inbox}
 
 
 def check_raw_type(mimetype: str) -> None:

@@ -1,10 +1,8 @@
-"""Skill cards: the guild's skills (metadata and progress) shaped for the Tavern's pages.
+"""Skill cards shaped for the Tavern's pages: the watchtower's read model plus icon URLs and links.
 
-The guild owns the skill files and its tables; the Tavern reads them only through the guild's
-functions (`guild.guild.skill_catalog`, which honours `guild.skills_dir`, and the read functions of
-`guild.progression`), and adds only what a page needs (icon URLs, links). A skill listed in the
-config whose file is missing or invalid still gets a card (name = its id, unknown max level), so the
-page works while the guild's files are being fixed.
+The cards themselves (metadata, levels, recent evals) are the watchtower's (`watchtower.skills`),
+which reads the guild only through the guild's functions; this module adds only what a page needs
+(an icon URL that exists under static/, the skill page's link). Runs no SQL.
 """
 
 from __future__ import annotations
@@ -12,57 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from guild import progression
-from guild.guild import skill_catalog
-from guild.skills import SkillSpec
 from sentinels.config import GuildConfig
 from vault.store import Store
+from watchtower import skills as read_model
 
 STATIC_ICONS = Path(__file__).parent / "static" / "svg"
 
 
-def _card(
-    sid: str, spec: SkillSpec | None, row: dict | None, evals: list[dict], guild_cfg: GuildConfig
-) -> dict:
-    mastered = int(row["mastered_level"]) if row else 0
-    max_level = spec.max_level if spec else None
-    working = progression.training_level(mastered, max_level)
-    at_level = [e for e in evals if e["level"] == working][-guild_cfg.level_up_window :]
-    icon_svg = STATIC_ICONS / f"skill-{sid}.svg"
+def decorate(card: dict[str, Any]) -> dict[str, Any]:
+    """A watchtower card plus the page's icon URL (a generic icon when the skill has none) and link."""
+    sid = card["id"]
+    icon = STATIC_ICONS / f"skill-{sid}.svg"
     return {
-        "id": sid,
-        "name": spec.name if spec else sid.upper(),
-        "short": sid.upper(),
-        "icon": spec.icon if spec else None,
-        "icon_url": f"/static/svg/skill-{sid}.svg" if icon_svg.exists() else "/static/svg/skill-generic.svg",
-        "color": spec.color if spec else None,
-        # Skill files have no description field; the page falls back to the name.
-        "description": None,
-        "level": mastered,
-        "max_level": max_level,
-        "working_level": working,
-        "xp": int(row["xp"]) if row else 0,
-        "threshold": progression.level_up_threshold(
-            spec.pass_threshold if spec else None, guild_cfg.level_up_threshold
-        ),
-        "window": guild_cfg.level_up_window,
-        "recent": [
-            {"accuracy": e["accuracy"], "step": e["step"], "level": e["level"], "id": e["id"]}
-            for e in at_level
-        ],
-        "sparkline": [e["accuracy"] for e in evals[-40:]],
-        "evals": len(evals),
+        **card,
+        "icon_url": f"/static/svg/skill-{sid}.svg" if icon.exists() else "/static/svg/skill-generic.svg",
         "url": f"/guild/{sid}",
     }
 
 
 def skill_cards(store: Store, guild_cfg: GuildConfig) -> list[dict[str, Any]]:
-    levels = progression.skill_levels(store)
-    return [
-        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg)
-        for sid, spec in skill_catalog(guild_cfg).items()
-    ]
-
-
-def skill_evals(store: Store, skill: str, limit: int = 200) -> list[dict[str, Any]]:
-    return progression.recent_evals(store, skill.lower(), limit)
+    return [decorate(c) for c in read_model.skill_cards(store, guild_cfg)]

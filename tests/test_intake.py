@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from arena.intake import Intake, lineage_stats
+from arena.intake import Intake
 from arena.intake.lineage import VALIDATOR_VERSION
 from arena.intake.watcher import InboxWatcher
 from sentinels.config import IntakeConfig
+from watchtower.lineage import lineage_stats
 
 
 def chat(i: int, answer: str = "hello there") -> dict:

@@ -130,3 +130,18 @@ class Store:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 (key, orjson.dumps(value).decode()),
             )
+
+    def increment_state(self, key: str, by: int = 1) -> int:
+        """Add `by` to an integer state value (0 when absent) and return the new value; the read and
+        the write share one write transaction, so two processes never get the same number."""
+        import orjson
+
+        with self.tx() as conn:
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            value = (int(orjson.loads(row["value"])) if row else 0) + by
+            conn.execute(
+                "INSERT INTO state(key, value, updated_at) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, orjson.dumps(value).decode()),
+            )
+        return value

@@ -19,7 +19,6 @@ from typing import Any
 _EXPORTS = {
     "SPECS": "arena.intake.specs",
     "VALIDATORS": "arena.intake.lineage",
-    "lineage_stats": "arena.intake.lineage",
     "Intake": "arena.intake.service",
     "UploadError": "arena.intake.service",
     "UploadTooLarge": "arena.intake.service",

@@ -1,17 +1,15 @@
-"""Lineage: what the realm knows about where each quest came from and who refused what.
+"""Lineage: what intake records about where each quest came from and who refused what.
 
-Every quest row carries a `lineage` JSON (sha256, size, lines, spec, original name, time, and the
-sidecar's generator / name / version / license / source_url / split). `lineage_stats` answers the
-questions /api/lineage will ask without another table: refusals per validator and outcomes per
-generator, straight from the quests table.
+Intake writes it: every quest row carries a `lineage` JSON (sha256, size, lines, spec, original name,
+time, the sidecar's generator / name / version / license / source_url / split, and the validator that
+refused the file or the validators it passed). This module owns the validators' names and versions.
+The read side (refusals per validator, outcomes per generator and per source, top reasons) is the
+watchtower's: `watchtower.lineage`, behind `realm lineage` and the Tavern's GET /api/lineage.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from arena.intake.specs import SPECS
-from vault.store import Store
 
 # 2: chat role order (system first, a user turn before any assistant turn) and typed sidecars.
 VALIDATOR_VERSION = 2
@@ -37,21 +35,3 @@ VALIDATORS: dict[str, int] = {
         "intake.internal",
     )
 }
-
-
-def lineage_stats(store: Store) -> dict[str, Any]:
-    """Refusals per validator, quest outcomes per generator, and the validator versions."""
-    by_validator = {
-        r["v"]: r["n"]
-        for r in store.query(
-            "SELECT json_extract(lineage, '$.validator') AS v, count(*) AS n FROM quests"
-            " WHERE status = 'failed' AND v IS NOT NULL GROUP BY v ORDER BY n DESC"
-        )
-    }
-    by_generator: dict[str, dict[str, int]] = {}
-    for r in store.query(
-        "SELECT coalesce(json_extract(lineage, '$.generator.id'), '(none)') AS g, status, count(*) AS n"
-        " FROM quests GROUP BY g, status"
-    ):
-        by_generator.setdefault(str(r["g"]), {})[r["status"]] = r["n"]
-    return {"rejections_by_validator": by_validator, "by_generator": by_generator, "validators": VALIDATORS}

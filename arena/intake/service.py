@@ -225,6 +225,7 @@ class Intake:
                 source=source,
             )
         side = read_sidecar(work)
+        source = side.data.get("source", source)  # a guild quest is the guild's, refused or not
         quarantine = self.evals.prompts() if (cfg.quarantine or cfg.level == "deep") else None
         rep = check_file(
             work,
@@ -265,7 +266,7 @@ class Intake:
             priority=priority or side.priority or "normal",
             example_count=rep.example_count,
             duplicates_dropped=rep.duplicates_dropped,
-            source=side.data.get("source", source),
+            source=source,
             skill=side.data.get("skill", meta.get("skill")),
             level=side.data.get("level", meta.get("level")),
             lineage=lineage,

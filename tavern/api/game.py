@@ -1,4 +1,4 @@
-"""Game reads and battle control: state, events, metrics, skills, control, config, health."""
+"""Game reads and battle control: state, events, metrics, skills, compare, control, config, health."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from tavern import armory
 from tavern.api import api, realm
 from tavern.auth import auth_status, mutating
 from tavern.errors import ApiError
-from tavern.game import pending_commands, snapshot
-from tavern.skills import skill_cards, skill_evals
+from tavern.game import snapshot
+from tavern.skills import skill_cards
 from watchtower.metrics import loss_series
+from watchtower.skills import skill_evals
+from watchtower.status import pending_commands
 
 STARTED = time.time()
 
@@ -82,6 +84,25 @@ def evals(skill: str):
     return jsonify(
         skill=cards[skill.lower()], evals=skill_evals(r.store, skill, _int_arg("limit", 200, 1, 5000))
     )
+
+
+@api.get("/api/compare")
+def compare():
+    """?a=REF&b=REF (anything the vault resolves), optional &skill=bin,sy and &score=0 (stored evals only)."""
+    from watchtower.compare import CompareError
+    from watchtower.compare import compare as read_compare
+
+    a, b = request.args.get("a", "").strip(), request.args.get("b", "").strip()
+    if not a or not b:
+        raise ApiError(
+            400, "name two checkpoints: /api/compare?a=REF&b=REF (a step, an alias, latest, a name)"
+        )
+    skills = [s for s in request.args.get("skill", "").split(",") if s.strip()] or None
+    score = request.args.get("score", "1") not in ("0", "false", "no")
+    try:
+        return jsonify(read_compare(realm(), a, b, skills=skills, score_missing=score))
+    except CompareError as exc:
+        raise ApiError(exc.status, str(exc)) from exc
 
 
 @api.post("/api/control")

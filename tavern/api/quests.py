@@ -1,4 +1,4 @@
-"""Quest board routes: list, upload into the inbox, retry, priority, cancel."""
+"""Quest board routes: list, upload into the inbox, retry, priority, cancel; lineage statistics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from arena.queue import QuestQueue, QueueError
 from tavern.api import api, realm
 from tavern.auth import mutating
 from tavern.errors import ApiError
-from tavern.quests import board, check_raw_type, quest_dict, save_upload, too_large
+from tavern.quests import check_raw_type, save_upload, too_large
 from vault.home import PRIORITIES
+from watchtower.board import board, quest_dict
+from watchtower.lineage import lineage_stats
 
 
 def _queue() -> QuestQueue:
@@ -28,6 +30,12 @@ def _quest_or_404(quest_id: int):
 @api.get("/api/quests")
 def list_quests():
     return jsonify(board(realm(), _queue(), name=request.args.get("name")))
+
+
+@api.get("/api/lineage")
+def lineage():
+    """Per generator, validator and source: quests and examples accepted and refused, top reasons."""
+    return jsonify(lineage_stats(realm().store))
 
 
 @api.get("/api/quests/<int:quest_id>")
