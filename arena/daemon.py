@@ -18,6 +18,9 @@ not obeyed (arena.control says why).
 Hooks (all optional; default no-ops), given as `ArenaHooks(on_eval=..., on_idle=...)`:
     on_eval(generate_fn, step)  every training.eval_every steps and at the end of each battle;
         generate_fn(prompts: list[str]) -> list[str] is batched greedy decoding through the chat template
+    on_checkpoint(generate_fn, step, path)  after each checkpoint has landed (rank 0), with the same
+        generate_fn over the weights just saved: the guild records the checkpoint's evals and applies
+        the champion rule (guild/champion.py)
     on_idle()                   whenever the queue is found empty
     intake()                    one intake pass, run at the top of each idle poll (and, when given, in a
         background thread every poll). Default: arena.intake's InboxWatcher runs continuously and
@@ -58,6 +61,7 @@ def _noop(*_args: Any) -> None:
 @dataclass
 class ArenaHooks:
     on_eval: Callable[[Callable[[list[str]], list[str]], int], Any] = _noop
+    on_checkpoint: Callable[[Callable[[list[str]], list[str]], int, str], Any] = _noop
     on_idle: Callable[[], Any] = _noop
     intake: Callable[[], Any] | None = None
 
@@ -181,6 +185,7 @@ class ArenaDaemon:
                 acc,
                 REPO_ROOT,
                 record_progress=self.queue.set_progress,
+                on_checkpoint=self.hooks.on_checkpoint,
             )
             self.reporter.hero(self.trainer.hero())
             if main:

@@ -437,9 +437,10 @@ class Trainer:
         )
         if quest is not None and not s.quest_done:
             self.record_progress(quest.id, s.quest_offset, s.quest_epoch)
-        self.ckpts.prune()
         if self.on_checkpoint is not None:
+            # Before retention, so it spares the champion the hook may have just crowned.
             self._checkpoint_hook(cp.step, cp.path)
+        self.ckpts.prune()
 
     def _checkpoint_hook(self, step: int, path: Path) -> None:
         """The checkpoint hook, with generation over the weights just saved; like the eval hook, a

@@ -4,6 +4,7 @@ import { api, fmt, setupToken, toast } from "./common.js";
 import { LossChart } from "./chart.js";
 import { Live } from "./live.js";
 import { QuestBoard } from "./board.js";
+import { ChampionBoard, championToast } from "./champion.js";
 import { chronicle, floatXp, renderAchievements, renderBattle, renderHero, renderPending, renderSkills } from "./panels.js";
 
 let state;
@@ -11,6 +12,7 @@ const chart = new LossChart(document.getElementById("loss-chart"), {
   onInfo: (t) => { document.getElementById("chart-info").textContent = t; },
 });
 const board = new QuestBoard();
+const champions = new ChampionBoard();
 let refreshTimer = null;
 
 async function refreshState() {
@@ -73,6 +75,12 @@ const HANDLERS = {
   "trainer.resumed": () => { chronicle("The battle resumes"); refreshSoon(); },
   "trainer.stopped": () => { chronicle("The trainer stopped"); refreshSoon(); },
   "control.sent": (p) => { chronicle(`${p.action} requested`); refreshSoon(); },
+  // The champion board (champion.js): a checkpoint's evals, the guild's move, a move by hand.
+  "checkpoint.evaluated": () => champions.refreshSoon(),
+  "champion.new": (p) => { championToast(p); chronicle(`New champion: ${p.name}`); champions.refreshSoon(); },
+  "vault.alias": () => champions.refreshSoon(),
+  // The disk guard (sentinels) pauses training rather than write a partial checkpoint.
+  "disk.low": (p) => { toast("Disk low!", p.message || `${fmt(p.free_gb, 1)} GB free, below ${fmt(p.min_free_gb, 1)} GB`, { kind: "bad", key: "disk-low" }); refreshSoon(); },
 };
 
 function onEvents(evs) {
@@ -103,7 +111,9 @@ async function boot() {
   await refreshState();
   setupToken(state.auth);
   setupControls();
-  await Promise.all([chart.load("step"), board.refresh()]);
+  // The champion board is a side panel: if it cannot load, the rest of the page still runs.
+  const championBoard = champions.refresh().catch((err) => toast("The champion board is dark", err.message, { kind: "bad" }));
+  await Promise.all([chart.load("step"), board.refresh(), championBoard]);
   // Start from the snapshot's event id: anything newer comes through catch-up, then live pushes.
   new Live(state.last_event_id, onEvents).start();
   document.body.dataset.ready = "1";
