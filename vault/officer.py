@@ -19,8 +19,9 @@ variable named by `--token-env` (`REALM_OFFICER_TOKEN` by default); without a to
 serves only on a loopback address. Every id and path passes `vault.zones.safe_relpath` and must
 resolve inside the base dir, symlinks included. Bytes are stored and served, never interpreted.
 
-Standard-library HTTP (like the guild's skill server): a dozen routes, and `socket.sendfile` on both
-ends keeps streaming fast without a framework.
+Standard-library HTTP (like the guild's skill server): a dozen routes. Streaming stays fast without a
+framework: files go out with `socket.sendfile`, and an upload is read straight from the socket into
+one reused buffer, written, and hashed on a second thread (`vault.zones.write_verified`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import re
 import shutil
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from vault.zones import (
@@ -174,8 +176,9 @@ class Officer:
         return [self.asset(a["id"], compute=True) for a in self.assets()]
 
     # -- mutations
-    def receive(self, relpath: str, chunks, sha256: str, size: int) -> dict[str, Any]:
-        self.store.receive(chunks, relpath, sha256, size=size)
+    def receive(self, relpath: str, body: BinaryIO, sha256: str, size: int) -> dict[str, Any]:
+        """Store `size` bytes of a request body, verified before they become visible."""
+        self.store.receive(body, relpath, sha256, size=size)
         self._remember(relpath, sha256)
         return {"path": relpath, "sha256": sha256, "size": size}
 
@@ -216,6 +219,10 @@ def make_handler(officer: Officer, bind: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "RealmOfficer/1"
         protocol_version = "HTTP/1.1"  # keep-alive: a push is many small requests and a few big ones
+        # A JSON answer goes out as two writes (headers, then body). With Nagle's algorithm the body
+        # waits for the client to ACK the headers, which a delayed ACK holds back ~40 ms: every
+        # /receive, /files and /move answered 40 ms late, a quarter of a 200 MB push.
+        disable_nagle_algorithm = True
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -368,12 +375,13 @@ def make_handler(officer: Officer, bind: str) -> type[BaseHTTPRequestHandler]:
             if shutil.disk_usage(officer.base).free < size:
                 self._drain()
                 raise OfficerError(507, f"not enough free space for {size} bytes")
+            t0 = time.perf_counter()
             try:
-                result = officer.receive(rel, read_chunks(self.rfile, size), sha, size)
+                result = officer.receive(rel, self.rfile, sha, size)
             except ChecksumMismatch:
                 log.warning("upload of %s refused: sha256 mismatch", rel)
                 raise
-            log.info("received %s (%d bytes)", rel, size)
+            log.info("received %s (%d bytes in %.3f s)", rel, size, time.perf_counter() - t0)
             self._json(201, result)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -22,12 +22,15 @@ folder). The push/pull/verify protocol on top of these transports is vault/trans
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
+import io
 import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -47,6 +50,10 @@ from vault.identity import hash_file
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # streaming unit: big enough that per-chunk Python work is noise, small enough for RAM
+# write_verified's unit: the hash thread reads back and hashes at most this much at a time, writeback
+# is started every this many bytes, and a stream without a faster path is copied through one buffer
+# of this size. Large, so per-block Python work and syscalls are noise.
+BLOCK = 4 << 20
 PARTIAL_PREFIX = ".partial-"  # temp files and staging folders; vault/identity.py skips these names
 TOKEN_HEADER = "X-Realm-Token"
 SHA_HEADER = "X-Sha256"
@@ -138,37 +145,181 @@ def hash_chunks(chunks: Iterable[bytes], progress: Progress | None = None) -> tu
     return h.hexdigest(), n
 
 
+class _LandedHash:
+    """The sha256 of what landed in a file, hashed on a second thread while the caller lands more.
+
+    write_verified reports each range as it lands; the thread reads it back from the file (the page
+    cache: a cheap copy) and hashes it. hashlib and pread release the GIL, so receiving and writing
+    overlap hashing, and a verified write costs about what hashing alone does. Hashing what the file
+    holds, rather than the buffer it was written from, also checks the write itself. Files up to one
+    BLOCK are hashed inline: a thread per tiny file costs more than it saves."""
+
+    def __init__(self, fd: int, size: int | None):
+        self.fd, self.sha = fd, hashlib.sha256()
+        self._landed = self._hashed = 0
+        self._closed, self._error = False, None
+        self._cond = threading.Condition()
+        self._buf = memoryview(bytearray(BLOCK if size is None else max(1, min(BLOCK, size))))
+        self._thread = None
+        if size is None or size > BLOCK:
+            self._thread = threading.Thread(target=self._run, name="vault-sha256", daemon=True)
+            self._thread.start()
+
+    def landed(self, n: int) -> None:
+        with self._cond:
+            self._landed += n
+            self._cond.notify()
+
+    def _hash_to(self, end: int) -> None:
+        while self._hashed < end:
+            n = os.preadv(self.fd, [self._buf[: min(len(self._buf), end - self._hashed)]], self._hashed)
+            if not n:
+                raise IncompleteTransfer(f"file shrank under the hash: {self._hashed} of {end} bytes")
+            self.sha.update(self._buf[:n])
+            self._hashed += n
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._landed > self._hashed or self._closed)
+                    end, closed = self._landed, self._closed
+                self._hash_to(end)
+                if closed and self._hashed == end:
+                    return
+        except BaseException as exc:  # re-raised by hexdigest in the caller's thread
+            self._error = exc
+
+    def close(self) -> None:
+        if self._thread:
+            with self._cond:
+                self._closed = True
+                self._cond.notify()
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        self._hash_to(self._landed)  # inline mode: everything; threaded: nothing is left
+        return self.sha.hexdigest()
+
+
+def _land(source: Iterable[bytes] | BinaryIO, fd: int, size: int | None) -> Iterator[int]:
+    """Move `source` into `fd` (at most `size` bytes), yielding each landed count: copy_file_range for
+    an unbuffered regular file (the copy stays in the kernel, as `cp`'s does), else through one reused
+    buffer (a stream, e.g. a request body: readinto straight from the socket) or chunk by chunk.
+
+    (Splicing a request body socket -> pipe -> file was measured too: same speed over loopback, and
+    ~10% more CPU than readinto + write.)"""
+    if isinstance(source, io.FileIO) and hasattr(os, "copy_file_range"):
+        return _copy_range(source, fd, size)
+    if hasattr(source, "readinto"):
+        return _through_buffer(source, fd, size)  # type: ignore[arg-type]
+    return _chunks(source, fd)  # type: ignore[arg-type]
+
+
+def _copy_range(src: io.FileIO, fd: int, left: int | None) -> Iterator[int]:
+    try:
+        while left is None or left > 0:
+            n = os.copy_file_range(src.fileno(), fd, BLOCK if left is None else min(BLOCK, left))
+            if not n:
+                return
+            if left is not None:
+                left -= n
+            yield n
+    except OSError as exc:  # not between these files (filesystems, kernel): read and write instead
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        yield from _through_buffer(src, fd, left)  # both offsets are where the copy stopped
+
+
+def _through_buffer(src: BinaryIO, fd: int, left: int | None) -> Iterator[int]:
+    view = memoryview(bytearray(BLOCK))
+    while left is None or left > 0:
+        n = src.readinto(view[: BLOCK if left is None else min(BLOCK, left)])  # type: ignore[attr-defined]
+        if not n:
+            return
+        _write_all(fd, view[:n])
+        if left is not None:
+            left -= n
+        yield n
+
+
+def _chunks(chunks: Iterable[bytes], fd: int) -> Iterator[int]:
+    for chunk in chunks:
+        _write_all(fd, chunk)
+        yield len(chunk)
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_file_range() -> Callable[[int, int, int], Any] | None:
+    """Linux's sync_file_range(2) from libc, or None where there is none (the final fsync then does
+    all the work). The os module does not wrap it."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return lambda fd, offset, n: fn(fd, offset, n, SYNC_FILE_RANGE_WRITE)
+
+
+SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>: start writing the range out, do not wait for it
+# Starting writeback of each BLOCK as soon as it has landed lets the disk work while later blocks are
+# received and hashed, so the fsync at the end waits for the last block, not for the whole file
+# (200 MB on the dev box: fsync 0.1-0.2 s -> ~0.01 s).
+_start_writeback = _sync_file_range()
+
+
 def write_verified(
-    chunks: Iterable[bytes],
+    source: Iterable[bytes] | BinaryIO,
     dst: Path,
     sha256: str,
     *,
     size: int | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Stream `chunks` into `dst` under a temp name, check size and sha256, fsync, rename; bytes written.
+    """Stream `source` (chunks, or a binary stream: an open file, a request body) into `dst` under a
+    temp name, check size and sha256, fsync, rename; bytes written. With `size`, at most that many
+    are read (so a request body is read exactly and its connection stays in step).
 
     The one owner of "verified before visible" for every local write (LocalZone, the officer's
     /receive, pulls into the home). On any failure the temp file is removed and `dst` is untouched."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex[:16]}"
-    h, n = hashlib.sha256(), 0
+    n = flushed = 0
     try:
-        with open(tmp, "xb") as out:
-            for chunk in chunks:
-                h.update(chunk)
-                out.write(chunk)
-                n += len(chunk)
-                if progress:
-                    progress(len(chunk))
-            if size is not None and n != size:
-                raise IncompleteTransfer(f"{dst.name}: got {n} of {size} bytes")
-            got = h.hexdigest()
-            if got != sha256:
-                raise ChecksumMismatch(f"{dst.name}: sha256 {got} does not match the expected {sha256}")
-            out.flush()
-            os.fsync(out.fileno())
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            hasher = _LandedHash(fd, size)
+            try:
+                for got in _land(source, fd, size):
+                    n += got
+                    hasher.landed(got)
+                    if _start_writeback is not None and n - flushed >= BLOCK:
+                        _start_writeback(fd, flushed, n - flushed)
+                        flushed = n
+                    if progress:
+                        progress(got)
+                if size is not None and n != size:
+                    raise IncompleteTransfer(f"{dst.name}: got {n} of {size} bytes")
+                os.fsync(fd)  # while the hash thread finishes the last blocks
+                got_sha = hasher.hexdigest()
+            finally:
+                hasher.close()
+        finally:
+            os.close(fd)
+        if got_sha != sha256:
+            raise ChecksumMismatch(f"{dst.name}: sha256 {got_sha} does not match the expected {sha256}")
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -225,31 +376,32 @@ class LocalZone:
             raise UnsafePath(f"path {relpath!r} resolves outside zone {self.id!r}")
         return p
 
-    def open(self, relpath: str) -> BinaryIO:
+    def open(self, relpath: str, buffering: int = -1) -> BinaryIO:
         p = self.path(relpath)
         if not p.is_file():
             raise FileNotFoundError(f"zone {self.id!r} has no file {relpath!r}")
-        return open(p, "rb")
+        return open(p, "rb", buffering=buffering)
 
     def put(self, src: Path, relpath: str, sha256: str, *, progress: Progress | None = None) -> None:
-        with open(src, "rb") as f:
-            self.receive(read_chunks(f), relpath, sha256, progress=progress)
+        with open(src, "rb", buffering=0) as f:  # unbuffered: write_verified copies it in the kernel
+            self.receive(f, relpath, sha256, size=os.fstat(f.fileno()).st_size, progress=progress)
 
     def receive(
         self,
-        chunks: Iterable[bytes],
+        source: Iterable[bytes] | BinaryIO,
         relpath: str,
         sha256: str,
         *,
         size: int | None = None,
         progress: Progress | None = None,
     ) -> int:
-        """Write a stream to `relpath`, verified before it becomes visible (the officer's /receive)."""
-        return write_verified(chunks, self.path(relpath), sha256, size=size, progress=progress)
+        """Write chunks or a stream to `relpath`, verified before it becomes visible (the officer's
+        /receive passes its request body with the announced size)."""
+        return write_verified(source, self.path(relpath), sha256, size=size, progress=progress)
 
     def get(self, relpath: str, dst: Path, sha256: str, *, progress: Progress | None = None) -> None:
-        with self.open(relpath) as f:
-            write_verified(read_chunks(f), dst, sha256, progress=progress)
+        with self.open(relpath, buffering=0) as f:  # unbuffered: write_verified copies it in the kernel
+            write_verified(f, dst, sha256, size=os.fstat(f.fileno()).st_size, progress=progress)
 
     def stat(self, relpath: str) -> tuple[int, str | None] | None:
         p = self.path(relpath)
