@@ -16,6 +16,7 @@ from flask_socketio import SocketIO, emit, join_room
 
 from tavern.errors import register_error_handlers
 from tavern.relay import ROOM, Relay
+from watchtower import metrics_export
 
 if TYPE_CHECKING:
     from sentinels.realm import Realm
@@ -49,6 +50,8 @@ def create_app(
     socketio.init_app(app)
     relay = Relay(socketio, realm.events, cfg.tavern.relay_interval_s)
     app.extensions["tavern.relay"] = relay
+    # GET /metrics: the realm's numbers for Prometheus, plus the relay's lag (watchtower.metrics_export).
+    metrics_export.mount(app, "tavern", realm=realm, collectors=[metrics_export.RelayCollector(relay)])
     if start_relay:
         relay.start()
 

@@ -490,6 +490,10 @@ def create_app(realm: Realm, *, bind: str | None = None, testing: bool = False) 
     app.json.sort_keys = False
     register_error_handlers(app)
     app.register_blueprint(api)
+    # GET /metrics: the realm's numbers for Prometheus, vault transfers among them (watchtower.metrics_export).
+    from watchtower.metrics_export import mount
+
+    mount(app, "vault", realm=realm)
     return app
 
 

@@ -8,6 +8,7 @@
     GET  /models/info                            the original inference server's: what is loaded
     POST /models/reload {"model_path"}           the original's: load the checkpoint at a path in a zone (token)
     GET  /health
+    GET  /metrics                                Prometheus (watchtower/metrics_export.py)
 
 A request whose client goes away is cancelled: a stream's generator is closed when a write fails
 (gunicorn closes the response iterator), and while a request waits for tokens its socket is peeked,
@@ -172,6 +173,12 @@ def create_app(oracle: Oracle) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["ORACLE"] = oracle
     o = oracle
+    # GET /metrics and realm_oracle_request_duration_seconds (watchtower.metrics_export): the engine's and
+    # the loads' numbers always, the realm's too when this Oracle holds the home's vault in-process.
+    from watchtower.metrics_export import OracleCollector, mount
+
+    realm = getattr(o.ids.vault, "realm", None)  # LocalVault has it; RemoteVault (--remote) has no home
+    mount(app, "oracle", realm=realm, collectors=[OracleCollector(o.manager, o.engine)])
 
     @app.errorhandler(P.OracleError)
     def _oracle_error(exc: P.OracleError):
