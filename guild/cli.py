@@ -5,6 +5,7 @@ realm skill generate bin --level 3 --count 5 --seed 7      # JSONL on stdout
 realm skill serve bin --port 8090                          # the skill-server contract
 realm skill check bin answers.jsonl                        # {"n", "correct", "accuracy"}
 realm skill evalsets                                       # write missing eval sets to the home
+realm skill import-evals bin DIR [--name N] [--select]     # the original's eval files, a version of their own
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -160,6 +162,39 @@ def evalsets(ctx, home):
     realm.ensure()
     paths = ensure_eval_sets(realm.home.root, realm.config.guild)
     click.echo(f"{len(paths)} eval-set files under {realm.home.root / 'evalsets'}", file=sys.stdout)
+
+
+@skill.command("import-evals")
+@click.argument("skill_id")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", default=None, help="Version name (import-NAME); default: a hash of the files.")
+@click.option("--select", is_flag=True, help="Make the guild's evals use this version from now on.")
+@_home
+@click.pass_context
+def import_evals(ctx, skill_id, source, name, select, home):
+    """Import the original system's eval data for a skill as an eval-set version of its own."""
+    from guild.evalsets import select_version
+    from guild.importers import IMPORTERS, EvalImportError, accepts
+    from sentinels.clikit import realm_from
+
+    realm = realm_from(ctx.find_root(), home)
+    _spec(realm, skill_id)  # an unknown skill fails like every other skill command
+    if skill_id not in IMPORTERS:
+        raise click.ClickException(
+            f"no importer for skill {skill_id!r}; known: {', '.join(sorted(IMPORTERS))}"
+        )
+    realm.ensure()
+    if name and not accepts(skill_id, "name"):  # this skill's importer names its versions itself
+        raise click.ClickException(f"--name is not supported for skill {skill_id!r}")
+    try:
+        result = IMPORTERS[skill_id](realm.home.root, source, **({"name": name} if name else {}))
+        if select:  # one path for every skill: the guild's evals read the selected version
+            select_version(realm.home.root, skill_id, result["version"])
+    except (EvalImportError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for note in result.get("notes", []):
+        log.warning("import-evals %s: %s", skill_id, note)
+    click.echo(json.dumps({**result, "selected": select}, ensure_ascii=False))
 
 
 commands: list[click.Command] = [skill]

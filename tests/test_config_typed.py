@@ -183,7 +183,7 @@ def test_a_good_skill_file_keeps_its_values(tmp_path):
 
     d = _skill_file(tmp_path, lambda data: data["api"].update(url="http://127.0.0.1:9/"))
     spec = load_skill("bin", d)
-    assert (spec.id, spec.max_level, spec.generator, spec.generator_version) == ("bin", 30, "bin", 1)
+    assert (spec.id, spec.max_level, spec.generator, spec.generator_version) == ("bin", 30, "bin", 2)
     assert (spec.eval_size, spec.pass_threshold, spec.api_url) == (None, None, "http://127.0.0.1:9")
     assert spec.levels[0] == {"level": 1, "bits": 2, "title": "Two-bit sums"}
 

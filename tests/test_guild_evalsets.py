@@ -39,7 +39,7 @@ def test_eval_sets_are_static_identical_and_idempotent(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     paths_a = ensure_eval_sets(a, cfg)
     assert len(paths_a) == 30 + 50
-    assert paths_a[0] == a / "evalsets" / "bin" / "v1" / "level-01.jsonl"
+    assert paths_a[0] == a / "evalsets" / "bin" / "v2" / "level-01.jsonl"
     before = {p: p.stat().st_mtime_ns for p in paths_a}
     assert ensure_eval_sets(a, cfg) == paths_a
     assert {p: p.stat().st_mtime_ns for p in paths_a} == before  # nothing rewritten
@@ -77,8 +77,8 @@ def test_training_never_emits_eval_problems(tmp_path):
 
 def test_eval_sets_are_versioned_by_generator_version(tmp_path):
     spec = load_skill("bin")
-    assert eval_path(tmp_path, spec, 7).parts[-3:] == ("bin", "v1", "level-07.jsonl")
-    assert eval_path(tmp_path, replace(spec, generator_version=2), 7).parts[-2] == "v2"
+    assert eval_path(tmp_path, spec, 7).parts[-3:] == ("bin", "v2", "level-07.jsonl")
+    assert eval_path(tmp_path, replace(spec, generator_version=3), 7).parts[-2] == "v3"
 
 
 def test_evalsets_cli(home):

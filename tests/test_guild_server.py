@@ -57,7 +57,7 @@ def test_contract_routes(skill_server):
     url = skill_server
     assert requests.get(url + "/health").json() == {"ok": True, "skill": "bin"}
     info = requests.get(url + "/info").json()
-    assert (info["id"], info["max_level"], info["generator"]["version"]) == ("bin", 30, 1)
+    assert (info["id"], info["max_level"], info["generator"]["version"]) == ("bin", 30, 2)
     levels = requests.get(url + "/levels").json()["levels"]
     assert len(levels) == 30 and levels[0]["bits"] == 2 and levels[29]["bits"] == 32
     assert "add" in levels[0]["operations"] and levels[11]["signed"]
@@ -106,7 +106,7 @@ def test_remote_skill_quest_and_eval(skill_server, realm, tmp_path):
     assert meta["count"] * meta["epochs"] >= 64
     assert all(x["metadata"] == {"skill": "bin", "level": 1} for x in lines)
     evals = [
-        json.loads(x) for x in (realm.home.root / "evalsets/bin/v1/level-01.jsonl").read_text().splitlines()
+        json.loads(x) for x in (realm.home.root / "evalsets/bin/v2/level-01.jsonl").read_text().splitlines()
     ]
     assert evals == [
         {"skill": "bin", "level": 1, "prompt": it["prompt"], "expected": it["expected"], "key": it["key"]}

@@ -386,4 +386,4 @@ def test_the_guilds_idle_quest_passes_intake_whole(realm):
         "low",
         count,
     )
-    assert q.lineage["generator"] == {"id": "bin", "version": 1} and "planner_decision" in q.lineage["extra"]
+    assert q.lineage["generator"] == {"id": "bin", "version": 2} and "planner_decision" in q.lineage["extra"]
