@@ -5,8 +5,19 @@
 Start-up (rank 0): take the `arena` instance lock, remove crash leftovers from models/ and reconcile
 the ledger with the folders, load the hero from the newest complete checkpoint (or build it), then
 settle the quests table with that checkpoint: the checkpoint is trusted. A quest it was inside
-continues from the epoch/offset it recorded; a quest it had finished is marked completed; any other
-quest left in processing goes back to the front of its queue with offset 0 (nothing of it survived).
+continues from the epoch/offset it recorded; a quest it had finished is marked completed; a quest it
+holds as suspended keeps that offset; any other quest left in processing goes back to the front of its
+queue with offset 0 (nothing of it survived).
+
+Preemption (`arena.preempt`: idle | priority | never, default idle): between steps, rank 0 also asks
+the queue whether the quest it would claim next outranks the one in battle (arena.queue.outranks: a
+player's quest over a guild idle quest; with priority, also a higher priority over a lower one). If so
+the battle ends as "preempted" before its next step, the quest goes back to the front of its priority
+by `QuestQueue.requeue` (recover()'s move) with the offset it reached, and the next claim takes the
+preemptor. The trainer keeps the preempted quest's (epoch, offset) in its loop state, saved with the
+weights in every checkpoint (arena.trainer says why not a checkpoint per switch), and resumes it there
+when it is claimed again; after a crash, `_settle_quests` sets every quest's offset from the
+checkpoint, as for the battle the checkpoint was inside.
 
 Then the loop: claim the next quest and fight it (one battle), finish it, repeat. When the queue is
 empty: run intake, call `on_idle()` (the guild writes an idle quest), and poll again. Battle commands
@@ -44,8 +55,8 @@ from typing import TYPE_CHECKING, Any
 
 from arena import control
 from arena.checkpoints import CheckpointManager, crash_point
-from arena.queue import QuestQueue
-from arena.reporting import Reporter
+from arena.queue import QuestQueue, outranks
+from arena.reporting import Reporter, sinks_for
 from sentinels.config import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -89,6 +100,8 @@ class ArenaDaemon:
     def __post_init__(self) -> None:
         self.queue = QuestQueue(self.realm.home, self.realm.store, self.realm.events)
         self.paused = False
+        self.preempt = self.realm.config.arena.preempt
+        self._preemptor: int | None = None
 
     # ---- commands (rank 0) -----------------------------------------------------------------
     def poll(self) -> str | None:
@@ -171,7 +184,11 @@ class ArenaDaemon:
             ).reconcile()
         acc.wait_for_everyone()
         self.reporter = Reporter(
-            self.realm.store, self.realm.events, interval_s=cfg.event_interval_s, enabled=main
+            self.realm.store,
+            self.realm.events,
+            interval_s=cfg.event_interval_s,
+            enabled=main,
+            sinks=sinks_for(self.realm) if main else (),
         )
         intake_thread = watcher = None
         try:
@@ -210,6 +227,7 @@ class ArenaDaemon:
                 intake_thread.join(timeout=30)
             if watcher is not None:
                 watcher.stop()
+            self.reporter.close()  # flushes the TensorBoard sink's event files
             if lock is not None:
                 lock.release()
         return 0
@@ -217,16 +235,24 @@ class ArenaDaemon:
     def _settle_quests(self) -> None:
         """Make the quests table agree with the checkpoint the hero was loaded from."""
         s = self.trainer.state
+        live = {q.id: q for q in self.queue.list(["processing", "queued"], limit=10**9)}
+        for key in [k for k in s.suspended if int(k) not in live]:
+            del s.suspended[key]  # cancelled while suspended: nothing left to resume
         resumed = None
-        for quest in self.queue.list(["processing"]):
+        for quest in live.values():
             if quest.id == s.quest_id and s.quest_done:
-                self.queue.finish(quest.id, "completed")
-                log.info("quest %s was finished by the last checkpoint; marked completed", quest.id)
+                if quest.status == "processing":
+                    self.queue.finish(quest.id, "completed")
+                    log.info("quest %s was finished by the last checkpoint; marked completed", quest.id)
             elif quest.id == s.quest_id:
                 self.queue.set_progress(quest.id, s.quest_offset, s.quest_epoch)
-                resumed = quest
+                resumed = quest if quest.status == "processing" else None
             else:
-                self.queue.set_progress(quest.id, 0, 0)
+                # Suspended by a preemption before the checkpoint: its offset; else nothing of it
+                # is in these weights (a queued quest preempted after the checkpoint included).
+                epoch, offset = s.suspended.get(str(quest.id), (0, 0))
+                if (quest.progress_offset, quest.progress_epoch) != (offset, epoch):
+                    self.queue.set_progress(quest.id, offset, epoch)
         if resumed is None:
             self.queue.recover()
         self._resume = resumed
@@ -248,7 +274,22 @@ class ArenaDaemon:
 
     def _next_quest(self):
         quest, self._resume = getattr(self, "_resume", None), None
-        return quest or self.queue.claim_next()
+        return quest or self.queue.claim_next(self.preempt)
+
+    def _battle_poll(self, quest) -> Callable[[], str | None]:
+        """poll() for one battle: battle commands first, then "preempt" when the quest the queue
+        would claim next outranks this one (one indexed read per step)."""
+
+        def poll() -> str | None:
+            action = self.poll()
+            if action is None and self.preempt != "never":
+                head = self.queue.peek_next(self.preempt)
+                if head is not None and outranks(head, quest, self.preempt):
+                    self._preemptor = head.id
+                    return "preempt"
+            return action
+
+        return poll
 
     def _loop(self, main: bool) -> None:
         tr, rep, fought = self.trainer, self.reporter, 0
@@ -274,6 +315,8 @@ class ArenaDaemon:
             status = self._battle(quest)
             if status == "stopped":
                 break
+            if status == "preempted":
+                continue  # not a battle fought: the quest is back in the queue
             fought += 1
             crash_point("between_quests")
             if self.max_quests is not None and fought >= self.max_quests:
@@ -323,9 +366,23 @@ class ArenaDaemon:
             progress=0.0,
             val_loss=s.val_loss,
         )
-        status = tr.fight(quest, data, self.poll, self.hooks.on_eval, self.max_steps)
+        status = tr.fight(quest, data, self._battle_poll(quest), self.hooks.on_eval, self.max_steps)
         if status == "stopped":
             rep.publish(force=True, state="stopped")
+            return status
+        if status == "preempted":
+            by, self._preemptor = self._preemptor, None
+            if tr.main:
+                self.queue.requeue(quest.id, s.quest_offset, s.quest_epoch, by=by)
+            rep.emit(
+                "battle.preempted",
+                quest_id=quest.id,
+                by=by,
+                step=s.step,
+                epoch=s.quest_epoch,
+                offset=s.quest_offset,
+            )
+            rep.publish(force=True, state="idle", quest_id=None, quest_name=None)
             return status
         if tr.main:
             self.queue.finish(quest.id, status, reason="skipped by command" if status == "skipped" else None)

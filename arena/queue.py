@@ -7,6 +7,12 @@ says `processing` with its file still in the priority folder, or the reverse).
 
 Files are named `{id:06d}__{original name}` inside queue folders so that FIFO order is visible on
 disk and two quests with the same name never collide.
+
+Claim order and preemption are one rule (`rank`, `outranks`), owned here: with `arena.preempt` idle or
+priority, a player's quest (any source but `guild`) is claimed before a guild idle quest, then high,
+normal, low, then FIFO. The daemon preempts a battle only when the quest that `peek_next` would claim
+outranks it, and that quest is the one claimed next, so a preempted quest can never preempt its
+preemptor back. A preempted quest goes back by `requeue`, the same move as `recover()` after a crash.
 """
 
 from __future__ import annotations
@@ -29,6 +35,37 @@ log = logging.getLogger("realm.queue")
 # Every status a quests row can hold. `retried`: a failed or cancelled quest whose file `retry()` put
 # back into the inbox; the row stays as its history, and intake gives the file a new quest row.
 STATUSES = ("queued", "processing", "completed", "failed", "skipped", "cancelled", "retried")
+
+# arena.preempt (sentinels.config.ArenaConfig): what takes a battle over at the next step.
+PREEMPT_MODES = ("idle", "priority", "never")
+GUILD_SOURCE = "guild"  # the source of the guild's idle quests (their sidecar says so)
+_PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+_PRIORITY_SQL = "CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+
+
+def _claim_order(preempt: str) -> str:
+    """ORDER BY of claim_next/peek_next: the SQL form of `rank`."""
+    players_first = f"CASE source WHEN '{GUILD_SOURCE}' THEN 1 ELSE 0 END, " if preempt != "never" else ""
+    return f"{players_first}{_PRIORITY_SQL}, seq, id"
+
+
+def rank(quest: Quest, preempt: str) -> tuple[int, int]:
+    """Claim rank (lower first, FIFO inside one rank): players before idle quests unless preempt is
+    never, then priority."""
+    idle = int(preempt != "never" and quest.source == GUILD_SOURCE)
+    return idle, _PRIORITY_RANK.get(quest.priority, 2)
+
+
+def outranks(queued: Quest, fighting: Quest, preempt: str) -> bool:
+    """Whether `queued` takes the battle from `fighting` at the next step under arena.preempt.
+
+    idle: a player's quest over a guild idle quest; priority: that, or a strictly better rank (a
+    higher priority within the same kind); never: nothing does."""
+    if preempt == "idle":
+        return fighting.source == GUILD_SOURCE and queued.source != GUILD_SOURCE
+    if preempt == "priority":
+        return rank(queued, preempt) < rank(fighting, preempt)
+    return False
 
 
 def now_iso() -> str:
@@ -212,13 +249,20 @@ class QuestQueue:
         os.replace(tmp, err_path)
         return moved, err_path
 
-    def claim_next(self) -> Quest | None:
-        """Take the first queued quest (high, normal, low; FIFO inside) into processing/."""
+    def peek_next(self, preempt: str = "never") -> Quest | None:
+        """The queued quest claim_next would take (a read: nothing moves)."""
+        row = self.store.one(
+            f"SELECT * FROM quests WHERE status = 'queued' ORDER BY {_claim_order(preempt)} LIMIT 1"
+        )
+        return Quest.from_row(row, self.home.root) if row else None
+
+    def claim_next(self, preempt: str = "never") -> Quest | None:
+        """Take the first queued quest into processing/: by `rank` under arena.preempt (with never:
+        high, normal, low), FIFO inside."""
         with self.store.tx() as conn:
             while True:
                 row = conn.execute(
-                    "SELECT * FROM quests WHERE status = 'queued' ORDER BY"
-                    " CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, seq, id LIMIT 1"
+                    f"SELECT * FROM quests WHERE status = 'queued' ORDER BY {_claim_order(preempt)} LIMIT 1"
                 ).fetchone()
                 if row is None:
                     return None
@@ -319,20 +363,35 @@ class QuestQueue:
         """After a restart: quests left in processing go back to the front of their priority."""
         back = []
         for quest in self.list(["processing"]):
-            lowest = self.store.scalar(
-                "SELECT coalesce(min(seq), 0) FROM quests WHERE status = 'queued' AND priority = ?",
-                (quest.priority,),
-            )
-            dest = self.home.queue_dir(quest.priority) / quest.path.name
-            with self.store.tx() as conn:
-                if quest.path.exists():
-                    _move(quest.path, dest)
-                elif not dest.exists():
-                    log.error("quest %s lost its file %s", quest.id, quest.path)
-                conn.execute(
-                    "UPDATE quests SET status = 'queued', path = ?, seq = ? WHERE id = ?",
-                    (self._rel(dest), float(lowest) - 1, quest.id),
-                )
-            back.append(self.get(quest.id))
+            back.append(self._to_front(quest))
             log.info("quest %s (%s) back to the front of %s", quest.id, quest.name, quest.priority)
         return back
+
+    def requeue(self, quest_id: int, offset: int, epoch: int, *, by: int | None = None) -> Quest:
+        """A preempted battle: its quest goes back to the front of its priority with the offset it
+        reached, by the same move as `recover()`; the trainer resumes it there when it is claimed."""
+        quest = self.get(quest_id)
+        if quest.status != "processing":
+            raise QueueError(f"quest {quest_id} is {quest.status}; only a quest in battle can be requeued")
+        self.set_progress(quest_id, offset, epoch)
+        back = self._to_front(quest)
+        self.events.emit("quest.requeued", quest_id=quest_id, offset=offset, epoch=epoch, by=by)
+        return back
+
+    def _to_front(self, quest: Quest) -> Quest:
+        """processing -> queued, first of its priority (a seq below every queued one)."""
+        lowest = self.store.scalar(
+            "SELECT coalesce(min(seq), 0) FROM quests WHERE status = 'queued' AND priority = ?",
+            (quest.priority,),
+        )
+        dest = self.home.queue_dir(quest.priority) / quest.path.name
+        with self.store.tx() as conn:
+            if quest.path.exists():
+                _move(quest.path, dest)
+            elif not dest.exists():
+                log.error("quest %s lost its file %s", quest.id, quest.path)
+            conn.execute(
+                "UPDATE quests SET status = 'queued', path = ?, seq = ? WHERE id = ?",
+                (self._rel(dest), float(lowest) - 1, quest.id),
+            )
+        return self.get(quest.id)

@@ -20,6 +20,17 @@ All resumable loop state is in `LoopState` and goes into every checkpoint's trai
 with the format it was written in. `LoopState.from_dict` reads any earlier format: it maps renamed
 fields (RENAMES), defaults missing ones and drops unknown ones with a warning, so a renamed field
 never strands the checkpoints written before it (litgpt reads old metadata the same way).
+
+Preemption (arena.preempt; the daemon decides, arena.queue owns the rule) keeps the loop state rather
+than checkpointing: `poll` answers "preempt" between steps, `fight` returns "preempted" at once, and
+the next `begin` files the unfinished quest under `LoopState.suspended` at the (epoch, offset) it
+reached. Every example before that offset is in the weights in memory and none after it, and each
+checkpoint saves `suspended` together with those weights, so after a crash every quest resumes at the
+offset matching the weights it restarts from: no example trained twice into the kept weights, none
+skipped. A checkpoint per switch would give the same guarantee, but costs a validation pass, the
+checkpoint hook's evals and a retention slot for every drop, which is seconds on this box.
+Each step event records what it trained: `span` = [epoch, start, end], positions start..end-1 of that
+epoch's fixed order (`QuestData.epoch_order`).
 """
 
 from __future__ import annotations
@@ -50,14 +61,16 @@ from arena.reporting import Reporter, hero_stats
 
 log = logging.getLogger("realm.trainer")
 
-Poll = Callable[[], str | None]  # between steps: None, "stop" or "skip" (pause is handled inside)
+Poll = Callable[[], str | None]  # between steps: None, "stop", "skip" or "preempt" (pause is handled inside)
 EvalHook = Callable[[Callable[[list[str]], list[str]], int], Any]
 
 
 # trainer_state.json formats: 1 (no "format" key) had `recent`; 2 calls it `recent_losses`, since
-# elsewhere in the realm "recent" means recent eval accuracies.
-STATE_FORMAT = 2
+# elsewhere in the realm "recent" means recent eval accuracies; 3 adds `suspended`, written only when a
+# quest is suspended, so a checkpoint without one reads the same in a format-2 realm.
+STATE_FORMAT = 3
 RENAMES: dict[str, str] = {"recent": "recent_losses"}  # old name -> current name, across all formats
+OPTIONAL = {"suspended"}  # fields a checkpoint leaves out while empty (never reported missing)
 
 
 @dataclass
@@ -73,10 +86,16 @@ class LoopState:
     train_loss: float | None = None
     val_loss: float | None = None
     recent_losses: list[float] = field(default_factory=list)  # last step losses, for a smooth train_loss
+    # Quests preempted mid-battle: str(quest id) -> [epoch, offset] reached (their prefix is in the weights).
+    suspended: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """What trainer_state.json holds: the fields and the format they are written in."""
-        return {"format": STATE_FORMAT, **asdict(self)}
+        data = asdict(self)
+        for name in OPTIONAL:
+            if not data[name]:
+                del data[name]
+        return {"format": STATE_FORMAT, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "trainer_state.json") -> LoopState:
@@ -99,7 +118,7 @@ class LoopState:
         unknown = sorted(set(data) - known)
         if unknown:
             log.warning("%s: ignoring unknown loop-state fields %s", source, ", ".join(unknown))
-        missing = sorted(known - set(data))
+        missing = sorted(known - set(data) - OPTIONAL)
         if missing:
             log.info(
                 "%s: fields %s absent (format %s); using their defaults", source, ", ".join(missing), fmt
@@ -180,6 +199,7 @@ class Trainer:
             self.row_tokens, self.rows_per_micro = self.cfg.max_length, self.cfg.batch_size
         model.train()
         self.model, self.optimizer = accelerator.prepare(model, opt)
+        self.cpu_bf16 = self._cpu_auto_bf16(store)
         self.formatter = Formatter(
             self.tokenizer,
             max_length=self.cfg.max_length,
@@ -187,6 +207,27 @@ class Trainer:
             overlong=self.cfg.overlong,
         )
         self._speed: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, tokens, examples)
+
+    # ---- precision ---------------------------------------------------------------------------
+    def _cpu_auto_bf16(self, store) -> bool:
+        """`training.precision: auto` on a CPU: bf16 autocast where arena.precision's once-per-machine
+        probe (kept in the home) found it faster, fp32 elsewhere. GPUs and explicit precisions keep
+        the accelerator's mixed precision (arena/daemon.py)."""
+        if self.cfg.precision != "auto" or self.acc.device.type != "cpu":
+            return False
+        from arena import precision
+
+        # Rank 0 probes and stores; the others read its result, so every rank trains alike.
+        choice = precision.resolve_cpu_auto(store) if self.main else None
+        self.acc.wait_for_everyone()
+        choice = choice or precision.resolve_cpu_auto(store)
+        log.info("training precision on CPU: %s (%s)", choice.dtype, choice.reason)
+        return choice.bf16
+
+    def _autocast(self):
+        if self.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return self.acc.autocast()
 
     # ---- reading a quest ---------------------------------------------------------------------
     def load(self, quest) -> QuestData:
@@ -205,10 +246,17 @@ class Trainer:
         return int((quest.lineage or {}).get("epochs") or self.cfg.epochs)
 
     def begin(self, quest) -> None:
-        """Point the loop state at a quest, unless it is the one the last checkpoint was inside."""
+        """Point the loop state at a quest, unless it is the one the loop state is inside.
+
+        Leaving an unfinished quest (preempted, or the checkpoint's quest after a crash while another
+        one is claimed first) suspends it where it stands; a suspended quest resumes where it was."""
         s = self.state
-        if s.quest_id != quest.id or s.quest_done:
-            s.quest_id, s.quest_epoch, s.quest_offset, s.quest_done = quest.id, 0, 0, False
+        if s.quest_id == quest.id and not s.quest_done:
+            return
+        if s.quest_id is not None and not s.quest_done:
+            s.suspended[str(s.quest_id)] = [s.quest_epoch, s.quest_offset]
+        epoch, offset = s.suspended.pop(str(quest.id), (0, 0))
+        s.quest_id, s.quest_epoch, s.quest_offset, s.quest_done = quest.id, epoch, offset, False
 
     # ---- one optimizer step ------------------------------------------------------------------
     def train_step(self, rows: list[Row]) -> float:
@@ -222,7 +270,7 @@ class Trainer:
             batch = {k: v.to(self.acc.device) for k, v in collate(mine, pad).items()}
             # Gradients are all-reduced only on the last micro-step (DDP's no_sync for the others).
             sync = self.acc.no_sync(self.model) if i < n_micro - 1 else contextlib.nullcontext()
-            with sync, self.acc.autocast():
+            with sync, self._autocast():
                 weighted = self._weighted_loss(self.model, batch, mine)
                 # DDP averages gradients over ranks; * W turns that average back into the sum.
                 self.acc.backward(weighted / total_w * W)
@@ -279,11 +327,13 @@ class Trainer:
 
     # ---- the battle ----------------------------------------------------------------------------
     def fight(self, quest, data: QuestData, poll: Poll, on_eval: EvalHook, max_steps: int | None) -> str:
-        """Train on one quest from its recorded epoch/offset; returns completed, skipped or stopped."""
+        """Train on one quest from its recorded epoch/offset; returns completed, skipped, stopped or
+        preempted (the loop state stays on the quest; the next `begin` suspends it)."""
         cfg, s, rep = self.cfg, self.state, self.reporter
         n_train, rows_per_step = len(data.train), self.rows_per_micro * cfg.grad_accum * self.world
         t_start, ex_start = time.monotonic(), s.quest_epoch * n_train + s.quest_offset
         epochs = self.epochs(quest)
+        first = True  # the battle's first step always reports: a switch shows at once
         while s.quest_epoch < epochs and n_train:
             order = data.epoch_order(cfg.seed, quest.id, s.quest_epoch)
             todo = (data.train[i] for i in order[s.quest_offset :])
@@ -296,9 +346,15 @@ class Trainer:
                 action = self._sync(poll() if self.main else None)
                 if action in ("stop", "skip"):
                     return self._halt(quest, data, action)
+                if action == "preempt":
+                    log.info(
+                        "quest %s preempted at epoch %d offset %d", quest.id, s.quest_epoch, s.quest_offset
+                    )
+                    return "preempted"
                 t0 = time.monotonic()
                 loss = self.train_step(rows)
                 s.step += 1
+                span = [s.quest_epoch, s.quest_offset, rows[-1].end]
                 s.quest_offset = rows[-1].end
                 n_ex, n_tok = sum(r.examples for r in rows), sum(len(r.ids) for r in rows)
                 s.examples_trained += n_ex
@@ -310,7 +366,8 @@ class Trainer:
                 done = s.quest_epoch * n_train + s.quest_offset
                 # The battle's last step always reports, so its end is seen exactly (benches time it).
                 payload = self._step_payload(quest, loss, done, n_train, t_start, ex_start)
-                rep.step(payload, self.hero(), force=last_step)
+                rep.step({**payload, "span": span}, self.hero(), force=last_step or first)
+                first = False
                 # ---- periodic: guild eval hook
                 if s.step % cfg.eval_every == 0 and not last_step:
                     self._eval(on_eval)
@@ -387,6 +444,7 @@ class Trainer:
             "loss": round(loss, 5),
             "lr": self.scheduler.get_last_lr()[0],
             "tokens_per_s": round(sum(x[1] for x in self._speed) / secs, 1),
+            "tokens": self.state.tokens_trained,
             "examples_per_s": round(sum(x[2] for x in self._speed) / secs, 2),
             "quest_id": quest.id,
             "progress": round(done / total, 4) if total else 1.0,

@@ -117,6 +117,19 @@ class TrainingConfig(_Section):
     packed_attention: bool = True
     """Packed examples attend within themselves at their own length (arena.attention); off, a
     dense block-diagonal mask over the whole row gives the same result, slower."""
+    tensorboard: bool = False
+    """Also write the reported scalars as TensorBoard event files under <home>/logs/tb (arena.reporting),
+    so `tensorboard --logdir <home>/logs/tb` shows the curves."""
+
+
+class ArenaConfig(_Section):
+    """The arena daemon's scheduling (arena/daemon.py)."""
+
+    preempt: Literal["idle", "priority", "never"] = "idle"
+    """When a queued quest takes over the battle at the next step (arena.queue.outranks): idle, a
+    player's quest (inbox, upload, CLI) preempts a guild idle quest; priority, that and a higher
+    priority preempts a lower one; never, every battle runs to its end. A preempted quest goes back
+    to the queue and later resumes at its offset."""
 
 
 class IntakeConfig(_Section):
@@ -148,11 +161,21 @@ class GuildConfig(_Section):
     level_up_window: Positive = 3
     """How many recent evals the threshold is averaged over."""
     idle_quest_size: Positive = 2048
-    """Examples an idle quest trains: its distinct problems times the epochs its sidecar asks for."""
+    """Examples an idle quest trains (its distinct problems times the epochs its sidecar asks for)
+    when idle_quest_tokens is 0."""
+    idle_quest_tokens: Count = 131072
+    """Tokens an idle quest trains at the planner's x1 (32 steps of 2 x 2048): quests are sized by
+    compute, so an SY example (~10x a BIN one) does not make an SY quest 10x longer; 0 sizes by
+    idle_quest_size examples instead."""
     skills_dir: str = "configs/skills"
     """Folder of skill YAML files; relative paths are from the repo root."""
     review_share: Fraction = 0.2
-    """Share of each idle quest drawn from mastered levels (review), so earlier levels are not forgotten."""
+    """Share of each idle quest drawn from every skill's mastered levels (review), so earlier levels
+    and other skills are not forgotten."""
+    verify_share: Fraction = 0.2
+    """Share of each idle quest made of verify examples (a problem and a proposed answer; the hero
+    says CORRECT or INCORRECT, then gives the gold answer), built from its evals' wrong answers
+    (guild/verify.py); review_share + verify_share must stay below 1."""
 
 
 class TavernConfig(_Section):
@@ -232,6 +255,24 @@ class OracleConfig(_Section):
     database; null: the hosts registry's `vault` service."""
 
 
+class SentinelsConfig(_Section):
+    """The guards: `realm health` (sentinels/health.py), the disk guard before each checkpoint
+    (sentinels/diskguard.py) and the guardian's stuck check (sentinels/guardian.py)."""
+
+    stuck_after_s: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    """A trainer that is fighting with no step event for this long is stuck: `realm health` fails,
+    and the guardian kills it so that it restarts from its last checkpoint."""
+    stuck_check_s: NonNegative = 30.0
+    """How often the guardian runs the stuck check (0: never)."""
+    min_free_gb: NonNegative = 1.0
+    """Free GB the home's disk must keep after a checkpoint: short of it, retention runs first,
+    then training pauses with a message saying what to free; `realm health` fails below it."""
+    warn_free_gb: NonNegative = 5.0
+    """`realm health` warns (without failing) below this many free GB."""
+    http_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    """How long `realm health` waits for a service's GET /health."""
+
+
 class RealmConfig(_Section):
     home: Annotated[str | None, RESTART] = None
     """Realm home; null means the repo root. REALM_HOME and --home override it."""
@@ -240,12 +281,14 @@ class RealmConfig(_Section):
     ports: Annotated[Ports, RESTART] = msgspec.field(default_factory=Ports)
     hero: HeroConfig = msgspec.field(default_factory=HeroConfig)
     training: TrainingConfig = msgspec.field(default_factory=TrainingConfig)
+    arena: ArenaConfig = msgspec.field(default_factory=ArenaConfig)
     intake: IntakeConfig = msgspec.field(default_factory=IntakeConfig)
     guild: GuildConfig = msgspec.field(default_factory=GuildConfig)
     tavern: TavernConfig = msgspec.field(default_factory=TavernConfig)
     vault: VaultConfig = msgspec.field(default_factory=VaultConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     oracle: OracleConfig = msgspec.field(default_factory=OracleConfig)
+    sentinels: SentinelsConfig = msgspec.field(default_factory=SentinelsConfig)
 
     @property
     def home_path(self) -> Path:
