@@ -39,6 +39,7 @@ def _lazy(module: str, func: str) -> Importer:
 
 IMPORTERS: dict[str, Importer] = {
     "bin": _lazy("guild.bin_import", "import_bin"),
+    "sy": _lazy("guild.sy_import", "import_evals"),
 }
 
 

@@ -39,7 +39,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from guild import wordnet
+from guild import sy_original, wordnet
 from guild.generators import register
 from guild.sy_words import ANTONYMS, GLOSSARY
 
@@ -321,6 +321,11 @@ class SyGenerator:
         }
 
     def score(self, prompt: str, expected: str, response: str) -> bool:
+        # The original skill server's gold answers (two JSON shapes) are read exactly, by their own
+        # rules (guild/sy_original.py); our own formats keep the lenient reading below.
+        original = sy_original.parse_gold(expected)
+        if original is not None:
+            return sy_original.score(original, response)
         gold = parse_words(expected)
         got = parse_words(response)
         return bool(gold) and got is not None and all(got.get(k) == v for k, v in gold.items())
@@ -333,11 +338,21 @@ register("sy")(SyGenerator)
 # The documented rule: code fences and backticks are dropped. If the response holds a JSON object with
 # an "answers" list, each entry's clue number and word are read from it (chatter around it is ignored).
 # Otherwise every line "N. WORD ..." (or "N) WORD", "N: WORD") gives clue N the letters before the first
-# "=" with everything but A-Z removed, first line per clue wins. Words compare case-insensitively; a
-# response is correct when every clue's word equals the expected word (tiles are not re-checked: the
-# word determines them).
+# "=" with everything but A-Z removed. A clue given two different words is a miss (else a response
+# could list every candidate word per clue and have its first one counted); repeating the same word
+# is harmless. Words compare case-insensitively; a response is correct when every clue's word equals
+# the expected word (tiles are not re-checked: the word determines them). The original skill
+# server's two JSON shapes are scored exactly instead, by guild/sy_original.py.
 _DECODER = json.JSONDecoder()
 _LINE = re.compile(r"^\s*(\d+)\s*[.):]\s*(.*)$")
+
+
+_CONFLICT = "#"  # never equals an expected word: those are letters only
+
+
+def _put(out: dict[int, str], clue: int, word: str) -> None:
+    if out.setdefault(clue, word) != word:
+        out[clue] = _CONFLICT
 
 
 def _letters(s: Any) -> str:
@@ -355,11 +370,11 @@ def parse_words(text: str) -> dict[int, str] | None:
             out: dict[int, str] = {}
             for a in obj["answers"]:
                 if isinstance(a, dict) and str(a.get("clue", "")).strip().isdigit():
-                    out.setdefault(int(str(a["clue"]).strip()), _letters(a.get("word", "")))
+                    _put(out, int(str(a["clue"]).strip()), _letters(a.get("word", "")))
             return out
     out = {}
     for line in clean.splitlines():
         m = _LINE.match(line)
         if m:
-            out.setdefault(int(m.group(1)), _letters(m.group(2).split("=", 1)[0]))
+            _put(out, int(m.group(1)), _letters(m.group(2).split("=", 1)[0]))
     return out or None
