@@ -230,6 +230,19 @@ def test_the_database_reads_as_plain_tables_in_sqlite_utils(realm):
     assert list(db["zones"].rows)[0]["url"] == str(realm.home.root.resolve())
 
 
+def test_imported_eval_sets_are_assets_too(realm):
+    # `realm skill import-evals` writes evalsets/<skill>/import-<name>/; a scan registers those as well.
+    _populate(realm.home.root)
+    imported = realm.home.root / "evalsets" / "sy" / "import-original" / "level-03.jsonl"
+    imported.parent.mkdir(parents=True)
+    imported.write_text('{"prompt": "q", "expected": "a"}\n')
+    cat = Catalog(realm.store, realm.home.root)
+    cat.scan()
+    asset = cat.resolve("evalset_sy_import_original_l3")
+    assert asset.kind == "evalset" and asset.meta == {"skill": "sy", "version": "import_original", "level": 3}
+    assert cat.resolve("evalset_bin_v1_l1").meta["version"] == "1"
+
+
 def test_the_database_reads_as_plain_tables_in_datasette(realm):
     # What a user who opens realm.db in datasette sees: the catalog as columns, filterable by URL.
     import asyncio

@@ -184,7 +184,7 @@ def classify(path: Path, home_root: Path | None = None, kind: str | None = None)
     """Kind, id and name for a path, from where it lies and what it holds.
 
     Checkpoint folders (`checkpoint-{step}-...`), model folders (a `config.json` inside), eval-set
-    files (`evalsets/<skill>/v<ver>/level-NN.jsonl`), configs (`*.yaml`) and data files (`*.jsonl`
+    files (`evalsets/<skill>/v<ver>/level-NN.jsonl`, or `import-<name>/` for imported versions), configs (`*.yaml`) and data files (`*.jsonl`
     and friends). `kind` forces the kind when the path alone does not say."""
     path = Path(path)
     name = path.name
@@ -199,9 +199,11 @@ def classify(path: Path, home_root: Path | None = None, kind: str | None = None)
         and parts[-4] == "evalsets"
         and name.startswith("level-")
     ):
-        skill, ver = parts[-3], parts[-2].lstrip("v")
+        skill, folder = parts[-3], parts[-2]
+        # A generated version is `v<N>`; an imported one keeps its folder name (`import-<name>`).
+        ver = folder[1:] if folder[:1] == "v" and folder[1:].isdigit() else ids.slug(folder)
         level = int("".join(c for c in name.split(".")[0] if c.isdigit()) or 0)
-        aid = f"evalset_{ids.slug(skill)}_v{ver}_l{level}"
+        aid = f"evalset_{ids.slug(skill)}_{'v' + ver if ver.isdigit() else ver}_l{level}"
         return Candidate(path, "evalset", aid, name, None, {"skill": skill, "version": ver, "level": level})
     if kind in (None, "model") and path.is_dir() and (path / "config.json").is_file():
         return Candidate(path, "model", f"model_{ids.slug(name)}", name)
@@ -609,7 +611,7 @@ class Catalog:
                     continue  # a checkpoint without its sidecar is incomplete (arena writes it last)
                 if ids.parse_step(p.name) is not None or (p / "config.json").is_file():
                     yield classify(p, self.home_root)
-        for p in sorted((root / "evalsets").glob("*/v*/level-*.jsonl")):
+        for p in sorted((root / "evalsets").glob("*/*/level-*.jsonl")):
             yield classify(p, self.home_root)
         for pattern in ("*.yaml", "*/*.yaml", "*.yml", "*/*.yml"):
             for p in sorted((root / "configs").glob(pattern)):
