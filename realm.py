@@ -161,6 +161,7 @@ def up(ctx, home, foreground):
         else:
             click.echo(f"the realm is already up (guardian pid {read_pid(run / 'guardian.lock')})")
         return
+    names = [s.name for s in local_services(realm)]  # a bad hosts.yaml stops here, before detaching
     if foreground:
         ctx.invoke(guardian, home=home)
         return
@@ -170,6 +171,7 @@ def up(ctx, home, foreground):
         time.sleep(0.1)
     c = realm.config
     click.echo(f"the realm is up (guardian pid {pid}); home {realm.home.root}")
+    click.echo(f"  services {', '.join(names)} (this host's, by the hosts registry)")
     click.echo(f"  Tavern  http://{c.bind}:{c.ports.tavern}/")
     click.echo(f"  logs    {realm.home.logs}/  (stop with `realm down`)")
 
@@ -189,17 +191,22 @@ def guardian(ctx, home):
     stop, wake = threading.Event(), threading.Event()
     install_signal_handlers(stop, wake)  # before the lock: `realm resume` may signal once it is held
 
-    def stuck() -> str | None:
-        why = stuck_reason(realm)
-        if why:
-            realm.events.emit(
-                "trainer.stuck", message=why, action="restarting the arena from its last checkpoint"
-            )
-        return why
+    def on_stuck(why: str) -> None:
+        action = "killed; it restarts from its last checkpoint"
+        realm.events.emit("trainer.stuck", message=why, action=action)
 
     services = local_services(realm)
     every = realm.config.sentinels.stuck_check_s
-    Guardian(realm.home.root, services, stop, realm.config.logging, wake, stuck, every).run()
+    Guardian(
+        realm.home.root,
+        services,
+        stop,
+        realm.config.logging,
+        wake,
+        stuck_check=lambda: stuck_reason(realm),
+        stuck_every_s=every,
+        on_stuck=on_stuck,
+    ).run()
 
 
 @cli.command()

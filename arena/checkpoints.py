@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import torch
 
+from sentinels.diskguard import DiskGuard, checkpoint_need
 from vault import retention
 from vault.catalog import Catalog
 from vault.identity import FileEntry, Identity, hash_file, list_files, tree_digest
@@ -145,13 +146,16 @@ class CheckpointManager:
         *,
         policy: retention.RetentionPolicy | None = None,
         delete_unpushed: bool = True,
+        disk_guard: DiskGuard | None = None,
     ):
         """`policy` defaults to keep_last plus the default thinning schedule; `delete_unpushed` lets
-        retention remove a checkpoint no other zone holds (config vault.delete_unpushed)."""
+        retention remove a checkpoint no other zone holds (config vault.delete_unpushed);
+        `disk_guard` makes room (or waits for it) before each save (sentinels.diskguard)."""
         self.models, self.store, self.keep_last = Path(models), store, keep_last
         self.policy = policy or retention.RetentionPolicy(keep_last)
 
         self.delete_unpushed = delete_unpushed
+        self.disk_guard = disk_guard
         self.ledger = Ledger(store)
         self._catalog: Catalog | None = None
 
@@ -164,6 +168,7 @@ class CheckpointManager:
             config.training.keep_last,
             policy=retention.RetentionPolicy.from_config(config),
             delete_unpushed=config.vault.delete_unpushed,
+            disk_guard=DiskGuard.for_config(config, store),
         )
 
     @property
@@ -220,6 +225,10 @@ class CheckpointManager:
         existing = [c for c in self.list() if c.step == step]
         if existing and existing[-1].loop_state() == loop_state:
             return existing[-1]  # e.g. `stop` right after a periodic save: nothing new to keep
+        if self.disk_guard is not None:  # before any byte: retention first, else a paused wait
+            prev = existing[-1] if existing else self.latest()
+            need = checkpoint_need(model, tensors_state, prev.ledger.get("size_bytes") if prev else None)
+            self.disk_guard.ensure(need, retention=self.prune)
         tmp = self.models / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -46,6 +46,28 @@ def health():
     )
 
 
+_HEALTH_TTL_S = 10.0  # the top bar polls every 15 s; one quick_check per 10 s serves every tab
+_health_cache: dict = {}
+
+
+@api.get("/api/health")
+def realm_health():
+    """`realm health --json` for the top bar (sentinels.health), cached for a few seconds. Always 200
+    with `ok` in the body: a failing check is news about the realm, not an error of this request (and
+    a 503 would be a console error on every page of a Tavern running alone)."""
+    import threading
+
+    from sentinels.health import run_checks
+
+    lock = _health_cache.setdefault("lock", threading.Lock())
+    with lock:
+        now = time.monotonic()
+        if now - _health_cache.get("at", -_HEALTH_TTL_S) >= _HEALTH_TTL_S:
+            _health_cache["report"], _health_cache["at"] = run_checks(realm()), now
+        report = _health_cache["report"]
+    return jsonify(report)
+
+
 @api.get("/api/state")
 def state():
     return jsonify(snapshot(realm(), auth_status()))
