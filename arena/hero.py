@@ -132,19 +132,6 @@ def _byte_of(ch: str) -> int:
     return others[code - 256]
 
 
-def hero_tokenizer(hero_cfg, repo_root: Path):
-    """The hero's tokenizer alone, without building a model: the guild counts an idle quest's tokens
-    with it (guild.idle_quest_tokens), so a quest's size is the compute the trainer will spend."""
-    if hero_cfg.base_model:
-        from transformers import AutoTokenizer
-
-        return ensure_pad(AutoTokenizer.from_pretrained(Path(hero_cfg.base_model).expanduser()))
-    spec_path = Path(hero_cfg.config)
-    return byte_tokenizer(
-        HeroSpec.read(spec_path if spec_path.is_absolute() else repo_root / spec_path).tokenizer
-    )
-
-
 def build_hero(hero_cfg, repo_root: Path, seed: int = 0):
     """A fresh hero: (model, tokenizer). `hero_cfg` is sentinels.config.HeroConfig."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM

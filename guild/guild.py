@@ -18,10 +18,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guild import evalsets, idle, planner, progression, verify
+from guild import evalsets, planner, progression
 from guild.client import EVAL_SEED, SkillClient, open_skill
 from guild.skills import SkillError, SkillSpec, list_skills, load_skill
-from sentinels.config import REPO_ROOT, GuildConfig, RealmConfig
+from sentinels.config import GuildConfig, RealmConfig
 from vault.events import EventLog
 from vault.store import Store
 
@@ -57,13 +57,6 @@ class Guild:
         self.cfg = config.guild
         if not 0.0 <= self.cfg.review_share < 1.0:
             raise ValueError(f"guild.review_share must be in [0, 1), got {self.cfg.review_share}")
-        if self.cfg.review_share + self.cfg.verify_share >= 1.0:
-            raise ValueError(
-                f"guild.review_share + guild.verify_share must be below 1, got"
-                f" {self.cfg.review_share} + {self.cfg.verify_share}"
-            )
-        self.count_tokens = idle.TokenCounter(config.hero, REPO_ROOT)
-        self._tokens_cache: dict[tuple[str, int, str], float] = {}
 
     @classmethod
     def from_realm(cls, realm: Realm) -> Guild:
@@ -250,20 +243,14 @@ class Guild:
                     recent=tuple(st["recent_accuracy"]),
                     threshold=self.threshold(s),
                     quests_since_chosen=planner.quests_since_chosen(self.store, s),
-                    wrong_answers=len(verify.wrong_answers(self.store, s, st["training_level"])),
                     **progression.level_record(self.store, s, st["training_level"]),
                 )
             )
-        tokens = self.cfg.idle_quest_tokens
-        unit, base = ("tokens", tokens) if tokens else ("examples", self.cfg.idle_quest_size)
-        action = planner.decide(views, base, self.cfg.review_share, self.cfg.verify_share, unit)
-        action["examples"] = idle.examples_for(self, action)
+        action = planner.decide(views, self.cfg.idle_quest_size, self.cfg.review_share)
         inputs = {
             "skills": [v.__dict__ | {"recent": list(v.recent)} for v in views],
             "idle_quest_size": self.cfg.idle_quest_size,
-            "idle_quest_tokens": tokens,
             "review_share": self.cfg.review_share,
-            "verify_share": self.cfg.verify_share,
         }
         return planner.record(self.store, inputs, action), action
 
@@ -274,23 +261,41 @@ class Guild:
         return seq
 
     def write_idle_quest(self, inbox: Path, count: int | None = None) -> Path:
-        """Plan, generate and drop one quest (skill_v1) plus its sidecar into the inbox.
-
-        The quest holds the planner's parts (guild/idle.py): the training level, review from every
-        skill's mastered levels, and verify examples; each distinct line once, with `epochs` in the
-        sidecar so the battle trains about as many examples of each part as planned. `count` (an
-        explicit size in examples) keeps the planner's proportions."""
+        """Plan, generate and drop one quest (skill_v1) plus its sidecar into the inbox."""
         self.ensure_eval_sets()
         decision_id, action = self.plan()
         skill_id = action["skill"]
         spec = self.specs[skill_id]
-        examples = action["examples"]
-        if count is not None:
-            examples = idle.scaled(examples, action["training_level"], count)
+        mix = {int(k): v for k, v in action["level_mix"].items()}
+        if count is not None:  # an explicit size keeps the planner's proportions
+            total = sum(mix.values())
+            mix = {lv: max(0, round(n * count / total)) for lv, n in mix.items()}
+            mix[action["training_level"]] += count - sum(mix.values())
         seed = self._next_seed()
+        banned = evalsets.quarantine_set(self.home_root, skill_id)
         client = self.client(skill_id)
-        lines, epochs, written = idle.quest_lines(self, action, examples, seed)
-        mix = {int(k): v for k, v in examples["level_mix"].items()}
+        items = []
+        for lv, n in sorted(mix.items()):
+            if n > 0:
+                items += client.generate(lv, n, seed, banned)
+        lines = [
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": it["prompt"]},
+                        {"role": "assistant", "content": it["expected"]},
+                    ],
+                    "metadata": {"skill": skill_id, "level": it["level"]},
+                },
+                ensure_ascii=False,
+            )
+            for it in items
+        ]
+        # Low levels have few distinct problems (BIN L1: 26 after quarantine), and intake drops
+        # exact duplicates, so the quest holds each problem once and asks for enough passes
+        # (`epochs` in the sidecar) to train about as many examples as the planner asked for.
+        lines = list(dict.fromkeys(lines))
+        epochs = max(1, min(1000, -(-sum(mix.values()) // max(1, len(lines)))))
         inbox = Path(inbox)
         inbox.mkdir(parents=True, exist_ok=True)
         level = action["training_level"]
@@ -308,12 +313,6 @@ class Guild:
             "epochs": epochs,
             "source": "guild",
             "level_mix": {str(k): v for k, v in sorted(mix.items())},
-            "review_mix": examples["review_mix"],
-            "verify": examples["verify"],
-            "written": written,
-            "unit": action["unit"],
-            "budget": action["count"],
-            "probe": action["probe"],
             "planner_decision": decision_id,
             "provenance": client.info().get("provenance", {}),
         }
@@ -324,12 +323,11 @@ class Guild:
         os.replace(tmp, path)
         with self.store.tx() as conn:
             conn.execute(
-                "UPDATE planner_decisions SET action = json_set(action, '$.file', ?, '$.written', json(?),"
-                " '$.epochs', ?) WHERE id = ?",
-                (path.name, json.dumps(written), epochs, decision_id),
+                "UPDATE planner_decisions SET action = json_set(action, '$.file', ?) WHERE id = ?",
+                (path.name, decision_id),
             )
         self.events.emit(
-            "guild.quest_written", file=path.name, skill=skill_id, level=level, count=len(lines), seed=seed
+            "guild.quest_written", file=path.name, skill=skill_id, level=level, count=len(items), seed=seed
         )
-        log.info("wrote idle quest %s (%d distinct examples x %d epochs)", path, len(lines), epochs)
+        log.info("wrote idle quest %s (%d examples)", path, len(items))
         return path

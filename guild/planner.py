@@ -1,21 +1,11 @@
 """The quest planner: what the guild generates next, chosen from a finite action space.
 
-Action = (skill, mix, size). The skill is one of the active skills. The size is one of
-COUNT_FACTORS x the base: guild.idle_quest_tokens tokens (`unit` "tokens", the default: quests are
-sized by compute; the guild turns each part's tokens into examples with that part's measured tokens
-per example) or guild.idle_quest_size examples when idle_quest_tokens is 0. The mix:
-  - review (review_share; v3: from EVERY skill's mastered levels, not only the chosen one's): split
-    evenly over the skills that have mastered levels, then over each one's last REVIEW_LEVELS
-    mastered levels (the remainder to the most recent). A small hero forgets: one 512-example SY
-    quest took BIN from 0.8 to 0, so every quest, whichever skill it trains, keeps rehearsing all.
-  - verify (verify_share, v3): examples that show a problem of the training level and a proposed
-    answer (guild/verify.py), only when the hero's evals at that level have wrong answers to build
-    them from; otherwise that share goes to direct practice.
-  - direct: the rest, on the chosen skill's training level.
-`level_mix` holds the chosen skill's levels (training and its own review), `review_mix` the other
-skills' review levels, `verify` the verify part; all in the decision's `unit`.
+Action = (skill, level mix, count). The skill is one of the active skills; the mix puts
+(1 - review_share) of the examples on the training level and spreads review_share over up to the
+last REVIEW_LEVELS mastered levels (so earlier levels are not forgotten); the count is one of
+COUNT_FACTORS x guild.idle_quest_size.
 
-Heuristic baseline (`heuristic_v3`), in the spirit of a policy we can later learn from its records:
+Heuristic baseline (`heuristic_v2`), in the spirit of a policy we can later learn from its records:
   - skill: the one furthest below its level-up threshold (mean of its recent evals at the training
     level; a skill never evaluated there counts as 0), plus 0.15 per quest since it was last chosen so
     no skill starves; ties go to the order of guild.skills.
@@ -33,11 +23,6 @@ Heuristic baseline (`heuristic_v3`), in the spirit of a policy we can later lear
     a stalled skill from being written off, and one eval above 0 ends the stall. "None ever above 0"
     and not "the last few at 0": a skill learned a little and then forgotten while another trained is
     learnable, and must not wait (a first version of v2 made BIN stall that way).
-  - probe first (new in v3): a skill with no eval at its training level yet (a fresh skill, or a level
-    just reached) gets a x0.25 quest, `probe` in the decision. The battle's end runs an eval, so the
-    next decision knows how the hero does there before a large quest is spent on it: in a fresh
-    default realm the first SY quest (no eval, so v2's x2) was 4,096 examples, ~13 minutes of a box
-    where DIO cannot learn SY yet, before BIN could level up.
 Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
 skill) is written into the same row when it arrives.
 """
@@ -51,13 +36,12 @@ from typing import Any
 
 from vault.store import Store
 
-POLICY = "heuristic_v3"
+POLICY = "heuristic_v2"
 COUNT_FACTORS = (0.25, 0.5, 1.0, 2.0)
 REVIEW_LEVELS = 5
 STARVATION_BONUS = 0.15
 STALL_EVALS = 6  # evals at the training level, none above 0: 1,200 steps at eval_every 200
 STALL_RETRY = 8  # quests a stalled skill waits between tries
-PROBE_FACTOR = 0.25  # size of the first quest at a level the hero has no eval at
 
 
 @dataclass(frozen=True)
@@ -71,7 +55,6 @@ class SkillView:
     quests_since_chosen: int
     evals_at_level: int = 0  # evals at the training level so far
     best_at_level: float = 0.0  # the best of them
-    wrong_answers: int = 0  # distinct wrong eval answers at the training level (verify material)
 
     @property
     def mean(self) -> float:
@@ -86,11 +69,6 @@ class SkillView:
         return self.evals_at_level >= STALL_EVALS and self.best_at_level <= 0.0
 
     @property
-    def probe(self) -> bool:
-        """No eval at the training level yet: try a small quest before a large one."""
-        return not self.recent and self.evals_at_level == 0
-
-    @property
     def due(self) -> bool:
         return not self.stalled or self.quests_since_chosen >= STALL_RETRY
 
@@ -98,76 +76,34 @@ class SkillView:
         return self.gap() + STARVATION_BONUS * self.quests_since_chosen
 
 
-def review_levels(mastered: int) -> list[int]:
-    """The last REVIEW_LEVELS mastered levels, oldest first."""
-    return list(range(max(1, mastered - REVIEW_LEVELS + 1), mastered + 1)) if mastered >= 1 else []
-
-
-def spread(n: int, k: int) -> list[int]:
-    """n split over k parts as evenly as possible; the remainder goes to the last parts."""
-    return [n // k + (1 if i >= k - n % k else 0) for i in range(k)] if k else []
-
-
 def level_mix(training: int, mastered: int, count: int, review_share: float) -> dict[int, int]:
-    """One skill's mix on its own: (1 - review_share) on the training level, the rest on review."""
-    review = review_levels(mastered)
+    review = list(range(max(1, mastered - REVIEW_LEVELS + 1), mastered + 1)) if mastered >= 1 else []
     n_review = round(count * review_share) if review else 0
     mix = {training: count - n_review}
-    for lv, share in zip(review, spread(n_review, len(review)), strict=True):
+    for i, lv in enumerate(review):
+        # Spread evenly; the remainder goes to the most recently mastered levels.
+        share = n_review // len(review) + (1 if i >= len(review) - n_review % len(review) else 0)
         if share:
             mix[lv] = mix.get(lv, 0) + share
     return mix
 
 
-def review_mix(views: list[SkillView], n_review: int) -> dict[str, dict[int, int]]:
-    """n_review spread evenly over the skills with mastered levels, then over each one's levels."""
-    reviewed = [(v.skill, review_levels(v.mastered)) for v in views if v.mastered >= 1]
-    out: dict[str, dict[int, int]] = {}
-    for (skill, levels), n_skill in zip(reviewed, spread(n_review, len(reviewed)), strict=True):
-        for lv, n in zip(levels, spread(n_skill, len(levels)), strict=True):
-            if n:
-                out.setdefault(skill, {})[lv] = n
-    return out
-
-
-def decide(
-    views: list[SkillView],
-    base_count: int,
-    review_share: float,
-    verify_share: float = 0.0,
-    unit: str = "examples",
-) -> dict[str, Any]:
-    """The action for the next idle quest; sizes are in `unit` (see the module docstring)."""
+def decide(views: list[SkillView], base_count: int, review_share: float) -> dict[str, Any]:
     if not views:
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
-    if review_share + verify_share >= 1.0:
-        raise ValueError(f"review_share + verify_share must be below 1, got {review_share} + {verify_share}")
     pool = [v for v in views if v.due] or views
     best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
-    if best.probe:
-        factor = PROBE_FACTOR
-    else:
-        factor = 0.25 if best.stalled else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
+    factor = 0.25 if best.stalled else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
-    n_review = round(count * review_share) if any(v.mastered >= 1 for v in views) else 0
-    n_verify = round(count * verify_share) if best.wrong_answers else 0
-    review = review_mix(views, n_review)
-    mix = {best.training: count - n_review - n_verify}
-    for lv, n in review.pop(best.skill, {}).items():
-        mix[lv] = mix.get(lv, 0) + n
     return {
         "skill": best.skill,
         "training_level": best.training,
-        "unit": unit,
         "count": count,
         "count_factor": factor,
-        "probe": best.probe,
         "stalled": best.stalled,
-        "level_mix": {str(k): v for k, v in sorted(mix.items())},
-        "review_mix": {s: {str(k): v for k, v in sorted(m.items())} for s, m in review.items()},
-        "verify": n_verify,
-        "review_share": review_share,
-        "verify_share": verify_share,
+        "level_mix": {
+            str(k): v for k, v in sorted(level_mix(best.training, best.mastered, count, review_share).items())
+        },
     }
 
 

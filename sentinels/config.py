@@ -161,21 +161,11 @@ class GuildConfig(_Section):
     level_up_window: Positive = 3
     """How many recent evals the threshold is averaged over."""
     idle_quest_size: Positive = 2048
-    """Examples an idle quest trains (its distinct problems times the epochs its sidecar asks for)
-    when idle_quest_tokens is 0."""
-    idle_quest_tokens: Count = 131072
-    """Tokens an idle quest trains at the planner's x1 (32 steps of 2 x 2048): quests are sized by
-    compute, so an SY example (~10x a BIN one) does not make an SY quest 10x longer; 0 sizes by
-    idle_quest_size examples instead."""
+    """Examples an idle quest trains: its distinct problems times the epochs its sidecar asks for."""
     skills_dir: str = "configs/skills"
     """Folder of skill YAML files; relative paths are from the repo root."""
     review_share: Fraction = 0.2
-    """Share of each idle quest drawn from every skill's mastered levels (review), so earlier levels
-    and other skills are not forgotten."""
-    verify_share: Fraction = 0.2
-    """Share of each idle quest made of verify examples (a problem and a proposed answer; the hero
-    says CORRECT or INCORRECT, then gives the gold answer), built from its evals' wrong answers
-    (guild/verify.py); review_share + verify_share must stay below 1."""
+    """Share of each idle quest drawn from mastered levels (review), so earlier levels are not forgotten."""
 
 
 class TavernConfig(_Section):

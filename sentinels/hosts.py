@@ -5,11 +5,11 @@ finds another one. It reads `hosts.yaml` from the realm home if there is one, el
 
     hosts:
       trainer:
-        address: 10.0.0.5
+        address: trainer-box.lan
         roles: [arena, tavern, vault]
         services: {tavern: 8888, vault: 8767, oracle: null}   # null: the port from realm.yaml
       nas:
-        address: 10.0.0.9
+        address: storage-box.lan
         roles: [storage]
         services: {officer: 8768}
         zones:

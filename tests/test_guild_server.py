@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from msgspec.structs import replace
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from msgspec.structs import replace
 
 from guild.client import LocalSkill, RemoteSkill, open_skill
 from guild.guild import Guild

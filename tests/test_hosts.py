@@ -11,7 +11,7 @@ from tests.helpers import write_home_config
 TWO_HOSTS = """\
 hosts:
   trainer:
-    address: 10.0.0.5
+    address: 127.0.0.5
     roles: [arena, tavern, vault]
     services: {tavern: null, vault: 9767}
   nas:
@@ -44,8 +44,8 @@ def test_several_hosts_roles_services_and_zones(home, monkeypatch):
     monkeypatch.delenv("REALM_HOST", raising=False)
     hosts = load_hosts(load_config(home=home))
     assert hosts.names() == ["trainer", "nas"]
-    assert hosts.get_service_url("tavern") == "http://10.0.0.5:9100"  # null: the config's port
-    assert hosts.get_service_url("vault") == "http://10.0.0.5:9767"  # the first host offering it
+    assert hosts.get_service_url("tavern") == "http://127.0.0.5:9100"  # null: the config's port
+    assert hosts.get_service_url("vault") == "http://127.0.0.5:9767"  # the first host offering it
     assert hosts.get_service_url("vault", "nas") == "http://nas.lan:9767"
     monkeypatch.setenv("REALM_HOST", "nas")  # this process runs on nas: its own vault wins
     assert hosts.get_service_url("vault") == "http://nas.lan:9767"

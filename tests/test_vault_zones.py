@@ -443,14 +443,14 @@ def test_zones_declared_in_files_are_registered(realm, tmp_path):
         "hosts:\n"
         "  trainer: {address: 127.0.0.1, roles: [arena], services: {tavern: null, vault: 9767}}\n"
         "  nas:\n"
-        "    address: 10.0.0.9\n"
+        "    address: 127.0.0.9\n"
         "    roles: [storage]\n"
         "    services: {officer: 8770}\n"
         "    zones: {cellar: {token_env: CELLAR_TOKEN}}\n"
     )
     listed = {z["id"]: z for z in realm_json(home, "vault", "zones")}
     assert (listed["attic"]["kind"], listed["attic"]["url"]) == ("local", str(folder))
-    assert (listed["cellar"]["kind"], listed["cellar"]["url"]) == ("officer", "http://10.0.0.9:8770")
+    assert (listed["cellar"]["kind"], listed["cellar"]["url"]) == ("officer", "http://127.0.0.9:8770")
     assert listed["cellar"]["token_env"] == "CELLAR_TOKEN"
     (home / "zones.yaml").write_text(f"zones:\n  attic: {{ur: {folder}}}\n")
     bad = realm_cli(home, "vault", "zones")
