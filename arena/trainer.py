@@ -213,7 +213,7 @@ class Trainer:
         """`training.precision: auto` on a CPU: bf16 autocast where arena.precision's once-per-machine
         probe (kept in the home) found it faster, fp32 elsewhere. GPUs and explicit precisions keep
         the accelerator's mixed precision (arena/daemon.py)."""
-        if self.cfg.precision != "auto" or self.acc.device.type != "cpu":
+        if self.cfg.precision != "auto" or not self.cfg.cpu_auto_bf16 or self.acc.device.type != "cpu":
             return False
         from arena import precision
 

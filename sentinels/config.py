@@ -89,7 +89,12 @@ class TrainingConfig(_Section):
     max_grad_norm: NonNegative = 1.0
     """Gradient clipping norm."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """auto picks bf16 on a GPU that supports it, fp32 on CPU."""
+    """auto picks bf16 on a GPU that supports it; on a CPU, fp32 unless cpu_auto_bf16."""
+    cpu_auto_bf16: bool = False
+    """With precision auto on a CPU with native bf16 (amx_bf16/avx512_bf16), probe once whether bf16
+    autocast is faster and use it if so (arena/precision.py). Off by default: on this project's 2-core
+    EPYC (avx512_bf16) bf16 ran 3-5x faster, but the fresh realm did not master BIN L1 by step 1,125,
+    where fp32 does at ~730 (bench/learning.py)."""
     epochs: Positive = 1
     """Passes over each quest."""
     val_fraction: Fraction = 0.05

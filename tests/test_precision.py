@@ -70,7 +70,7 @@ def _trainer(home, forced: str):
     from sentinels.config import REPO_ROOT
     from sentinels.realm import Realm
 
-    tiny_config(home)
+    tiny_config(home, cpu_auto_bf16=True)
     realm = Realm.open(home)
     realm.init()
     # The fingerprint holds the thread count, which the trainer sets from training.threads first.
@@ -115,5 +115,28 @@ def test_auto_trains_under_the_stored_choice(home, tmp_path, forced, dtype):
         assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
         # The stored result was reused, not probed over.
         assert realm.store.get_state(precision.STATE_KEY)["reason"] == f"forced by the test: {forced}"
+    finally:
+        realm.store.close()
+
+
+def test_auto_stays_fp32_on_a_cpu_unless_asked(home):
+    # Off by default (measured: bf16 slowed BIN L1 mastery here), even where a stored probe says bf16.
+    from accelerate import Accelerator
+
+    from arena.reporting import Reporter
+    from arena.trainer import Trainer
+    from sentinels.config import REPO_ROOT
+    from sentinels.realm import Realm
+
+    tiny_config(home)
+    realm = Realm.open(home)
+    realm.init()
+    try:
+        torch.set_num_threads(realm.config.training.threads)
+        forced = precision.Choice("bf16", "forced", precision.fingerprint(), ("amx_bf16",), 2.0, 1.0)
+        realm.store.set_state(precision.STATE_KEY, forced.to_dict())
+        reporter = Reporter(realm.store, realm.events, interval_s=0.0)
+        trainer = Trainer(realm.config, realm.home, realm.store, reporter, Accelerator(cpu=True), REPO_ROOT)
+        assert realm.config.training.cpu_auto_bf16 is False and trainer.cpu_bf16 is False
     finally:
         realm.store.close()
