@@ -376,6 +376,23 @@ def _transfer_line(res) -> str:
     )
 
 
+def _run_transfer(label: str, move, ctx, home, as_json: bool, asset: str, zone_name: str | None) -> None:
+    """Push or pull with a progress line on a terminal, then one JSON result or one summary line."""
+    from vault.progress import progress_line
+
+    keeper = _zone_keeper(ctx, home)
+    bar = progress_line(label, enabled=not as_json)
+    try:
+        res = move(keeper, asset, zone_name, progress=bar)
+    finally:
+        if bar:
+            bar.finish()
+    if as_json:
+        emit_json(res.to_dict())
+    else:
+        click.echo(_transfer_line(res))
+
+
 @vault.command()
 @click.argument("asset")
 @click.argument("zone_name", metavar="ZONE")
@@ -386,19 +403,8 @@ def _transfer_line(res) -> str:
 def push(ctx, asset, zone_name, as_json, home):
     """Copy ASSET to ZONE: streamed, verified on arrival; a second push moves nothing."""
     from vault import transfer
-    from vault.progress import progress_line
 
-    keeper = _zone_keeper(ctx, home)
-    bar = progress_line(f"push {asset} -> {zone_name}", enabled=not as_json)
-    try:
-        res = transfer.push(keeper, asset, zone_name, progress=bar)
-    finally:
-        if bar:
-            bar.finish()
-    if as_json:
-        emit_json(res.to_dict())
-    else:
-        click.echo(_transfer_line(res))
+    _run_transfer(f"push {asset} -> {zone_name}", transfer.push, ctx, home, as_json, asset, zone_name)
 
 
 @vault.command()
@@ -411,19 +417,8 @@ def push(ctx, asset, zone_name, as_json, home):
 def pull(ctx, asset, zone_name, as_json, home):
     """Bring ASSET into the home from ZONE, or from the best zone holding a verified copy."""
     from vault import transfer
-    from vault.progress import progress_line
 
-    keeper = _zone_keeper(ctx, home)
-    bar = progress_line(f"pull {asset}", enabled=not as_json)
-    try:
-        res = transfer.pull(keeper, asset, zone_name, progress=bar)
-    finally:
-        if bar:
-            bar.finish()
-    if as_json:
-        emit_json(res.to_dict())
-    else:
-        click.echo(_transfer_line(res))
+    _run_transfer(f"pull {asset}", transfer.pull, ctx, home, as_json, asset, zone_name)
 
 
 @vault.command()
