@@ -219,6 +219,16 @@ def create_app(oracle: Oracle) -> Flask:
             {"id": model_id, "object": "model", "created": 0, "owned_by": "realm", "checkpoint": t.name}
         )
 
+    def _generate(req, target, prompts: list, sock) -> list:
+        """A non-streaming request's results, one per prompt, with the checkpoint held while it runs."""
+        keep = o.keep_alive(req)
+        entry = o.manager.acquire(target, wait_s=o.cfg.load_wait_s, keep_alive_s=keep)
+        try:
+            out: queue.Queue = queue.Queue()
+            return o.collect(o.jobs(req, entry, prompts, out), out, sock)
+        finally:
+            o.manager.release(entry, keep)
+
     @app.post("/v1/chat/completions")
     def chat():
         with o.engine.announce():
@@ -236,13 +246,7 @@ def create_app(oracle: Oracle) -> Flask:
         rid = P.new_id("chatcmpl")
         if req.stream:
             return sse_response(stream_chat(o, req, target, prompt, rid, sock))
-        keep = o.keep_alive(req)
-        entry = o.manager.acquire(target, wait_s=o.cfg.load_wait_s, keep_alive_s=keep)
-        try:
-            out: queue.Queue = queue.Queue()
-            (r,) = o.collect(o.jobs(req, entry, [prompt], out), out, sock)
-        finally:
-            o.manager.release(entry, keep)
+        (r,) = _generate(req, target, [prompt], sock)
         use = P.usage(r["prompt"], r["completion"])
         return json_response(P.chat_response(rid, target.name, r["text"], r["finish"], r["entries"], use))
 
@@ -260,13 +264,7 @@ def create_app(oracle: Oracle) -> Flask:
         rid = P.new_id("cmpl")
         if req.stream:
             return sse_response(stream_completions(o, req, target, prompts, rid, sock))
-        keep = o.keep_alive(req)
-        entry = o.manager.acquire(target, wait_s=o.cfg.load_wait_s, keep_alive_s=keep)
-        try:
-            out: queue.Queue = queue.Queue()
-            res = o.collect(o.jobs(req, entry, prompts, out), out, sock)
-        finally:
-            o.manager.release(entry, keep)
+        res = _generate(req, target, prompts, sock)
         choices = [P.completion_choice(i, r["text"], r["finish"], r["entries"]) for i, r in enumerate(res)]
         use = P.usage(sum(r["prompt"] for r in res), sum(r["completion"] for r in res))
         return json_response(P.completion_body(rid, target.name, choices, use, chunk=False))
