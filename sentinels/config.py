@@ -56,6 +56,25 @@ class Ports(_Section):
     """A branch officer on a storage host."""
 
 
+class LoraConfig(_Section):
+    rank: Positive = 16
+    """LoRA rank r of each adapted matrix."""
+    alpha: Positive = 32
+    """LoRA alpha: the update is scaled by alpha / rank."""
+    dropout: Fraction = 0.05
+    """Dropout on the LoRA branch's input."""
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    """Module names that get adapters (Qwen/Llama/Mistral names; Phi-3 uses qkv_proj, gate_up_proj)."""
+
+
 class HeroConfig(_Section):
     name: str = "DIO"
     """Display name of the hero."""
@@ -63,6 +82,18 @@ class HeroConfig(_Section):
     """Hero description (architecture, tokenizer) used when no base_model is set; relative to the repo."""
     base_model: Annotated[str | None, RESTART] = None
     """A local Hugging Face causal-LM folder; when set it becomes the hero."""
+    preset: Annotated[str | None, RESTART] = None
+    """A preset in configs/heroes/ (`realm hero list`): its model folder, chat template and training
+    defaults. base_model, when also set, names the folder instead of the preset's."""
+    profile: Annotated[Literal["auto", "full", "lora", "qlora"], RESTART] = "auto"
+    """Memory profile: full fine-tuning, LoRA adapters, or LoRA on a 4-bit base (CUDA only); auto picks
+    from the model's size and the device's free memory and logs why."""
+    lora: Annotated[LoraConfig, RESTART] = LoraConfig()
+    """Adapter shape for the lora and qlora profiles."""
+    gradient_checkpointing: Annotated[bool, RESTART] = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
+    optimizer: Annotated[Literal["adamw", "adamw_8bit", "paged_adamw_8bit"], RESTART] = "adamw"
+    """adamw (torch), or bitsandbytes' 8-bit / paged 8-bit AdamW (CUDA only)."""
     target_loss: NonNegative = 0.0
     """Loss at which ATK/DEF reach 100; they start at 0 at the baseline loss ln(vocab size)."""
 

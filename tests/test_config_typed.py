@@ -102,7 +102,18 @@ def test_repo_realm_yaml_spells_out_exactly_the_struct_defaults():
 def test_restart_keys_are_declared_next_to_their_fields():
     from sentinels.config import RESTART_KEYS
 
-    assert RESTART_KEYS == {"home", "bind", "ports", "hero.base_model", "hero.config"}
+    assert RESTART_KEYS == {
+        "home",
+        "bind",
+        "ports",
+        "hero.base_model",
+        "hero.config",
+        "hero.preset",
+        "hero.profile",
+        "hero.lora",
+        "hero.gradient_checkpointing",
+        "hero.optimizer",
+    }
 
 
 def test_realm_yaml_marks_exactly_the_restart_keys():
