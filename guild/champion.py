@@ -162,7 +162,7 @@ def record_checkpoint_evals(
     A checkpoint saved again at the same step (a stop right after a periodic save) has the same
     weights, so a skill whose row already holds this step, level and mastered level keeps it."""
     rows = []
-    for skill_id in guild.cfg.skills:
+    for skill_id in guild.scheduled:
         st = guild.skill_state(skill_id)
         level, mastered = st["training_level"], st["mastered_level"]
         if guild.store.one(

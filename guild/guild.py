@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from guild import evalsets, planner, progression
 from guild.client import EVAL_SEED, SkillClient, open_skill
-from guild.skills import SkillError, SkillSpec, list_skills, load_skill
-from sentinels.config import GuildConfig, RealmConfig
+from guild.sizing import ExampleSizes, TokenCounter
+from guild.skills import SkillError, SkillSpec, list_skills, load_skill, ready_for
+from sentinels.config import REPO_ROOT, GuildConfig, RealmConfig
 from vault.events import EventLog
 from vault.store import Store
 
@@ -71,6 +72,25 @@ class Guild:
     def _clients(self) -> dict[str, SkillClient]:
         return {}
 
+    @cached_property
+    def waiting(self) -> dict[str, str]:
+        """Active skills the hero cannot learn yet, each with why (`guild.skills.ready_for`)."""
+        out = {}
+        for s in self.cfg.skills:
+            why = ready_for(self.specs[s], self.cfg, self.config.hero)
+            if why:
+                out[s] = why
+        return out
+
+    @cached_property
+    def scheduled(self) -> list[str]:
+        """The active skills the guild evaluates and writes idle quests for, in guild.skills order."""
+        return [s for s in self.cfg.skills if s not in self.waiting]
+
+    @cached_property
+    def example_sizes(self) -> ExampleSizes:
+        return ExampleSizes(TokenCounter(self.config, REPO_ROOT), self.client)
+
     def client(self, skill_id: str) -> SkillClient:
         if skill_id not in self._clients:
             self._clients[skill_id] = open_skill(self.specs[skill_id])
@@ -118,7 +138,7 @@ class Guild:
         these texts), so a 4-word SY answer (~90 bytes) is not cut at a fixed 64 tokens, and a
         one-line BIN answer does not wait for hundreds."""
         results = []
-        for skill_id in self.cfg.skills:
+        for skill_id in self.scheduled:
             level = self.skill_state(skill_id)["training_level"]
             scored, seconds = self.score_skill(generate, skill_id, level)
             results.append(self.record_eval(skill_id, level, scored, step, seconds))
@@ -232,7 +252,10 @@ class Guild:
     # --- idle quests -------------------------------------------------------------------------------
     def plan(self) -> tuple[int, dict[str, Any]]:
         views = []
-        for s in self.cfg.skills:
+        if not self.scheduled:
+            waits = "; ".join(f"{s}: {why}" for s, why in self.waiting.items())
+            raise ValueError(f"no skill can be scheduled for this hero ({waits})")
+        for s in self.scheduled:
             st = self.skill_state(s)
             views.append(
                 planner.SkillView(
@@ -246,11 +269,19 @@ class Guild:
                     **progression.level_record(self.store, s, st["training_level"]),
                 )
             )
-        action = planner.decide(views, self.cfg.idle_quest_size, self.cfg.review_share)
+        action = planner.decide(
+            views,
+            self.cfg.idle_quest_size,
+            self.cfg.review_share,
+            self.cfg.idle_quest_tokens,
+            self.example_sizes,
+        )
         inputs = {
             "skills": [v.__dict__ | {"recent": list(v.recent)} for v in views],
             "idle_quest_size": self.cfg.idle_quest_size,
+            "idle_quest_tokens": self.cfg.idle_quest_tokens,
             "review_share": self.cfg.review_share,
+            "waiting": sorted(self.waiting),
         }
         return planner.record(self.store, inputs, action), action
 
@@ -267,17 +298,23 @@ class Guild:
         skill_id = action["skill"]
         spec = self.specs[skill_id]
         mix = {int(k): v for k, v in action["level_mix"].items()}
+        review = {s: {int(k): v for k, v in m.items()} for s, m in action.get("review_mix", {}).items()}
         if count is not None:  # an explicit size keeps the planner's proportions
-            total = sum(mix.values())
+            total = sum(mix.values()) + sum(sum(m.values()) for m in review.values())
             mix = {lv: max(0, round(n * count / total)) for lv, n in mix.items()}
-            mix[action["training_level"]] += count - sum(mix.values())
+            review = {s: {lv: round(n * count / total) for lv, n in m.items()} for s, m in review.items()}
+            mix[action["training_level"]] += (
+                count - sum(mix.values()) - sum(sum(m.values()) for m in review.values())
+            )
         seed = self._next_seed()
-        banned = evalsets.quarantine_set(self.home_root, skill_id)
-        client = self.client(skill_id)
+        # Each skill's own quarantine: a review part of another skill must not leak that skill's evals.
+        parts = [(skill_id, lv, n) for lv, n in sorted(mix.items())]
+        parts += [(s, lv, n) for s, m in review.items() for lv, n in sorted(m.items())]
         items = []
-        for lv, n in sorted(mix.items()):
+        for s, lv, n in parts:
             if n > 0:
-                items += client.generate(lv, n, seed, banned)
+                banned = evalsets.quarantine_set(self.home_root, s)
+                items += [it | {"skill": s} for it in self.client(s).generate(lv, n, seed, banned)]
         lines = [
             json.dumps(
                 {
@@ -285,7 +322,7 @@ class Guild:
                         {"role": "user", "content": it["prompt"]},
                         {"role": "assistant", "content": it["expected"]},
                     ],
-                    "metadata": {"skill": skill_id, "level": it["level"]},
+                    "metadata": {"skill": it["skill"], "level": it["level"]},
                 },
                 ensure_ascii=False,
             )
@@ -295,7 +332,8 @@ class Guild:
         # exact duplicates, so the quest holds each problem once and asks for enough passes
         # (`epochs` in the sidecar) to train about as many examples as the planner asked for.
         lines = list(dict.fromkeys(lines))
-        epochs = max(1, min(1000, -(-sum(mix.values()) // max(1, len(lines)))))
+        planned = sum(mix.values()) + sum(sum(m.values()) for m in review.values())
+        epochs = max(1, min(1000, -(-planned // max(1, len(lines)))))
         inbox = Path(inbox)
         inbox.mkdir(parents=True, exist_ok=True)
         level = action["training_level"]
@@ -313,8 +351,9 @@ class Guild:
             "epochs": epochs,
             "source": "guild",
             "level_mix": {str(k): v for k, v in sorted(mix.items())},
+            "review_mix": {s: {str(k): v for k, v in sorted(m.items())} for s, m in review.items()},
             "planner_decision": decision_id,
-            "provenance": client.info().get("provenance", {}),
+            "provenance": self.client(skill_id).info().get("provenance", {}),
         }
         # Sidecar first, then the quest under a name the watcher ignores, renamed when complete.
         sidecar.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -48,6 +48,7 @@ def arena_hooks(realm: Realm):
     guild = Guild.from_realm(realm)
     guild.ensure_eval_sets()
     started = time.time()
+    waited: list[bool] = []  # the "nothing to schedule" warning is logged once
 
     def completed_quests() -> int:
         return _quest_counts(realm)["completed"]
@@ -63,6 +64,11 @@ def arena_hooks(realm: Realm):
 
     def on_idle() -> None:
         if not realm.config.guild.auto_generate or _waiting_work(realm):
+            return
+        if not guild.scheduled:  # every active skill waits for a hero that can learn it
+            if not waited:
+                waited.append(True)
+                log.warning("no idle quests: %s", "; ".join(f"{s} {w}" for s, w in guild.waiting.items()))
             return
         path = guild.write_idle_quest(realm.home.inbox)
         log.info("the guild posted an idle quest: %s", path.name)

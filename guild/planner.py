@@ -23,6 +23,19 @@ Heuristic baseline (`heuristic_v2`), in the spirit of a policy we can later lear
     a stalled skill from being written off, and one eval above 0 ends the stall. "None ever above 0"
     and not "the last few at 0": a skill learned a little and then forgotten while another trained is
     learnable, and must not wait (a first version of v2 made BIN stall that way).
+v4 (now) adds three rules to v2, each kept off the path that masters BIN L1 in a fresh realm:
+  - sized by compute: a quest's examples are capped at guild.idle_quest_tokens x its count factor,
+    in the hero's tokens per example (measured by guild/sizing.py). BIN examples are short, so the
+    example count (idle_quest_size) still binds there; an SY puzzle is ~10x longer, so an SY quest
+    that was 4,096 examples (~700 steps, ~13 minutes on 2 cores) is now ~900 (~130 steps).
+  - probes: a skill with no eval yet gets a x0.25 quest first, then the gap rule sizes the next one
+    from what that eval showed.
+  - review from every skill: the review share is spread over the last REVIEW_LEVELS mastered levels
+    of every scheduled skill (a 512-example SY quest took BIN from 0.8 to 0 in a v1 realm), in equal
+    tokens per (skill, level); `review_mix` in the decision records what each got.
+v3 (token-sized quests, probes, cross-skill review and verify quests at once) was reverted after a
+fresh BIN realm did not master L1 in 1,700 steps (docs/PERFORMANCE.md); v4 is those rules one at a
+time, measured.
 Every decision is stored in planner_decisions with its inputs; the outcome (the next eval of that
 skill) is written into the same row when it arrives.
 """
@@ -31,12 +44,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vault.store import Store
 
-POLICY = "heuristic_v2"
+POLICY = "heuristic_v4"
+POLICIES = ("heuristic_v2", POLICY)  # starvation counts read both: a home keeps its history
 COUNT_FACTORS = (0.25, 0.5, 1.0, 2.0)
 REVIEW_LEVELS = 5
 STARVATION_BONUS = 0.15
@@ -69,6 +84,11 @@ class SkillView:
         return self.evals_at_level >= STALL_EVALS and self.best_at_level <= 0.0
 
     @property
+    def probe(self) -> bool:
+        """Never evaluated at all: a small quest first, to see whether it learns."""
+        return self.mastered == 0 and self.evals_at_level == 0 and not self.recent
+
+    @property
     def due(self) -> bool:
         return not self.stalled or self.quests_since_chosen >= STALL_RETRY
 
@@ -77,7 +97,7 @@ class SkillView:
 
 
 def level_mix(training: int, mastered: int, count: int, review_share: float) -> dict[int, int]:
-    review = list(range(max(1, mastered - REVIEW_LEVELS + 1), mastered + 1)) if mastered >= 1 else []
+    review = review_levels(mastered)
     n_review = round(count * review_share) if review else 0
     mix = {training: count - n_review}
     for i, lv in enumerate(review):
@@ -88,29 +108,72 @@ def level_mix(training: int, mastered: int, count: int, review_share: float) -> 
     return mix
 
 
-def decide(views: list[SkillView], base_count: int, review_share: float) -> dict[str, Any]:
+def review_levels(mastered: int) -> list[int]:
+    """The mastered levels a quest reviews: the last REVIEW_LEVELS of them."""
+    return list(range(max(1, mastered - REVIEW_LEVELS + 1), mastered + 1)) if mastered >= 1 else []
+
+
+def decide(
+    views: list[SkillView],
+    base_count: int,
+    review_share: float,
+    quest_tokens: int | None = None,
+    tokens_per_example: Callable[[str, int], float] | None = None,
+) -> dict[str, Any]:
+    """The next idle quest. Without `tokens_per_example` it is sized in examples only, and reviews
+    only its own skill (v2's action); with it, capped by `quest_tokens` and reviewing every skill."""
     if not views:
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
     pool = [v for v in views if v.due] or views
     best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
-    factor = 0.25 if best.stalled else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
+    probe = best.probe
+    factor = 0.25 if best.stalled or probe else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
-    return {
+    action: dict[str, Any] = {
         "skill": best.skill,
         "training_level": best.training,
-        "count": count,
         "count_factor": factor,
         "stalled": best.stalled,
-        "level_mix": {
-            str(k): v for k, v in sorted(level_mix(best.training, best.mastered, count, review_share).items())
-        },
+        "probe": probe,
+    }
+    if tokens_per_example is None or quest_tokens is None:
+        mix = level_mix(best.training, best.mastered, count, review_share)
+        return action | {
+            "count": count,
+            "sized_by": "examples",
+            "level_mix": {str(k): v for k, v in sorted(mix.items())},
+            "review_mix": {},
+        }
+    tpe = {f"{best.skill}:{best.training}": tokens_per_example(best.skill, best.training)}
+    by_tokens = int(quest_tokens * factor / max(1.0, tpe[f"{best.skill}:{best.training}"]))
+    sized_by = "tokens" if by_tokens < count else "examples"
+    count = max(1, min(count, by_tokens))
+    pairs = [(v.skill, lv) for v in views for lv in review_levels(v.mastered)]
+    n_review = round(count * review_share) if pairs else 0
+    direct_tokens = tpe[f"{best.skill}:{best.training}"]
+    review: dict[str, dict[str, int]] = {}
+    for skill, lv in pairs:
+        key = f"{skill}:{lv}"
+        tpe[key] = tokens_per_example(skill, lv)
+        # Equal tokens for every reviewed (skill, level): n_review direct examples' worth in all.
+        n = max(1, round(n_review * direct_tokens / len(pairs) / max(1.0, tpe[key])))
+        review.setdefault(skill, {})[str(lv)] = n
+    own = review.pop(best.skill, {})
+    mix = {str(best.training): count - n_review, **own}
+    return action | {
+        "count": count - n_review + sum(own.values()) + sum(sum(m.values()) for m in review.values()),
+        "sized_by": sized_by,
+        "level_mix": dict(sorted(mix.items(), key=lambda kv: int(kv[0]))),
+        "review_mix": review,
+        "tokens_per_example": {k: round(v, 1) for k, v in tpe.items()},
     }
 
 
 def quests_since_chosen(store: Store, skill: str) -> int:
     rows = store.query(
-        "SELECT json_extract(action, '$.skill') AS s FROM planner_decisions WHERE policy = ? ORDER BY id DESC LIMIT 50",
-        (POLICY,),
+        "SELECT json_extract(action, '$.skill') AS s FROM planner_decisions WHERE policy IN (?, ?)"
+        " ORDER BY id DESC LIMIT 50",
+        POLICIES,
     )
     for i, r in enumerate(rows):
         if r["s"] == skill:

@@ -51,6 +51,10 @@ class SkillSpec:
     """Level table (titles and parameters) from the YAML."""
     path: str = ""
     """The YAML file it came from."""
+    needs_pretrained: bool = False
+    """Only a pretrained hero (hero.base_model or hero.preset) can learn it; see `ready_for`."""
+    needs_why: str = ""
+    """Why, in the skill file's words: what the Tavern shows while the skill waits."""
 
     @property
     def remote(self) -> bool:
@@ -97,6 +101,13 @@ class ApiPart(_Part):
     """Base URL of a remote skill server; None means the local generator."""
 
 
+class NeedsPart(_Part):
+    pretrained_hero: bool = False
+    """True: a hero built from nothing (DIO) cannot learn this skill; it waits for a pretrained one."""
+    why: str = ""
+    """The measured reason, shown to the player while the skill waits."""
+
+
 class SkillFile(_Part):
     """A skill YAML file as written."""
 
@@ -109,6 +120,7 @@ class SkillFile(_Part):
     eval: EvalPart = msgspec.field(default_factory=EvalPart)
     api: ApiPart = msgspec.field(default_factory=ApiPart)
     levels: tuple[dict[str, Any], ...] = ()
+    needs: NeedsPart = msgspec.field(default_factory=NeedsPart)
 
 
 class SkillFileError(TypedError, SkillError):
@@ -133,7 +145,29 @@ def parse_skill(data: Any, path: Path) -> SkillSpec:
         api_url=f.api.url.rstrip("/") if f.api.url else None,
         levels=f.levels,
         path=str(path),
+        needs_pretrained=f.needs.pretrained_hero,
+        needs_why=f.needs.why,
     )
+
+
+def hero_is_pretrained(hero_cfg) -> bool:
+    """A hero that starts from a pretrained model folder (hero.base_model or hero.preset), not from a
+    description (DIO, random weights)."""
+    return bool(hero_cfg.base_model or hero_cfg.preset)
+
+
+def ready_for(spec: SkillSpec, guild_cfg, hero_cfg) -> str | None:
+    """None when the guild schedules this skill for the configured hero; else why it waits.
+
+    The one rule for "can this hero learn this skill": a skill that needs a pretrained hero waits while
+    the hero is built from nothing, unless guild.train_unready says to train it anyway. The configs are
+    sentinels.config's GuildConfig and HeroConfig."""
+    if not spec.needs_pretrained or guild_cfg.train_unready or hero_is_pretrained(hero_cfg):
+        return None
+    return (
+        f"waiting for a pretrained hero: {spec.needs_why or 'this skill needs one'} "
+        "Set hero.base_model (or hero.preset) to a pretrained model, or guild.train_unready: true."
+    ).strip()
 
 
 def skill_path(skill_id: str, skills_dir: Path | None = None) -> Path:

@@ -134,7 +134,7 @@ class TrainingConfig(_Section):
     """Checkpoint every this many steps (and at the end of each battle)."""
     keep_last: Positive = 5
     """Checkpoints kept in models/; older ones are pruned."""
-    eval_every: Positive = 200
+    eval_every: Positive = 100
     """Guild evals every this many steps (and at the end of each battle)."""
     think_weight: Fraction = 0.2
     """Loss weight of <think> tokens in metacog_v1 quests (answer tokens weigh 1)."""
@@ -201,7 +201,14 @@ class GuildConfig(_Section):
     skills_dir: str = "configs/skills"
     """Folder of skill YAML files; relative paths are from the repo root."""
     review_share: Fraction = 0.2
-    """Share of each idle quest drawn from mastered levels (review), so earlier levels are not forgotten."""
+    """Share of each idle quest drawn from mastered levels of every scheduled skill (review), so
+    earlier levels are not forgotten."""
+    idle_quest_tokens: Positive = 262144
+    """Compute cap of an idle quest at count factor 1, in tokens: a skill with long examples (SY) gets
+    fewer of them, so one quest never holds the trainer for long. Short ones (BIN) stay at
+    idle_quest_size examples."""
+    train_unready: bool = False
+    """Also schedule skills whose `needs` the hero lacks (SY for DIO); they are listed either way."""
 
 
 class TavernConfig(_Section):

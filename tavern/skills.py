@@ -28,5 +28,5 @@ def decorate(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def skill_cards(store: Store, guild_cfg: GuildConfig) -> list[dict[str, Any]]:
-    return [decorate(c) for c in read_model.skill_cards(store, guild_cfg)]
+def skill_cards(store: Store, guild_cfg: GuildConfig, hero_cfg=None) -> list[dict[str, Any]]:
+    return [decorate(c) for c in read_model.skill_cards(store, guild_cfg, hero_cfg)]

@@ -82,10 +82,10 @@ def test_every_checkpoint_carries_its_evals_without_moving_progression(trained_h
     rows = checkpoint_rows(trained_home)
     assert [r["step"] for r in rows] == list(TRAINED_STEPS)
     for r in rows:
-        # Both active skills, at their training level, scored on the whole eval set (5 problems).
+        # Every scheduled skill, at its training level, scored on the whole eval set (5 problems). SY is
+        # active in the default config but waits for a pretrained hero, so DIO's checkpoints skip it.
         assert [(e["skill"], e["level"], e["mastered_level"], e["n"]) for e in r["evals"]] == [
             ("bin", 1, 0, 5),
-            ("sy", 1, 0, 5),
         ], r["name"]
         for e in r["evals"]:
             # No guild eval ran at these steps (eval_every 1000), so each is a quick eval of the
@@ -225,7 +225,7 @@ def test_realm_champion_and_api_show_the_board(continued):
     board = json.loads(proc.stdout)
     live = [r for r in checkpoint_rows(continued) if not r["deleted"]]
     [alias] = query(continued, "SELECT * FROM aliases WHERE name = 'champion'")
-    assert board["count"] == len(live) and board["skills"] == ["bin", "sy"]
+    assert board["count"] == len(live) and board["skills"] == ["bin"]
     assert board["champion"]["asset_id"] == alias["asset_id"] and board["champion"]["set_by"] == "guild"
     ranked = board["checkpoints"]
     # Ranked by the rule, best first (ties: the earlier checkpoint first), each with its evals.

@@ -15,13 +15,18 @@ from typing import Any
 
 from guild import progression
 from guild.guild import skill_catalog
-from guild.skills import SkillSpec
-from sentinels.config import GuildConfig
+from guild.skills import SkillSpec, ready_for
+from sentinels.config import GuildConfig, HeroConfig
 from vault.store import Store
 
 
 def _card(
-    sid: str, spec: SkillSpec | None, row: dict | None, evals: list[dict], guild_cfg: GuildConfig
+    sid: str,
+    spec: SkillSpec | None,
+    row: dict | None,
+    evals: list[dict],
+    guild_cfg: GuildConfig,
+    hero_cfg: HeroConfig,
 ) -> dict[str, Any]:
     mastered = int(row["mastered_level"]) if row else 0
     max_level = spec.max_level if spec else None
@@ -49,14 +54,20 @@ def _card(
         ],
         "sparkline": [e["accuracy"] for e in evals[-40:]],
         "evals": len(evals),
+        "active": sid in guild_cfg.skills,
+        # Why the guild lists an active skill but neither trains nor evaluates it (None: it does).
+        "waiting": ready_for(spec, guild_cfg, hero_cfg) if spec and sid in guild_cfg.skills else None,
     }
 
 
-def skill_cards(store: Store, guild_cfg: GuildConfig) -> list[dict[str, Any]]:
+def skill_cards(
+    store: Store, guild_cfg: GuildConfig, hero_cfg: HeroConfig | None = None
+) -> list[dict[str, Any]]:
     """One card per skill the guild can show: the active ones first, then any other skill file."""
     levels = progression.skill_levels(store)
+    hero_cfg = hero_cfg or HeroConfig()
     return [
-        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg)
+        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg, hero_cfg)
         for sid, spec in skill_catalog(guild_cfg).items()
     ]
 

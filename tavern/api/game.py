@@ -94,13 +94,13 @@ def metrics():
 @api.get("/api/skills")
 def skills():
     r = realm()
-    return jsonify(skills=skill_cards(r.store, r.config.guild))
+    return jsonify(skills=skill_cards(r.store, r.config.guild, r.config.hero))
 
 
 @api.get("/api/skills/<skill>/evals")
 def evals(skill: str):
     r = realm()
-    cards = {c["id"]: c for c in skill_cards(r.store, r.config.guild)}
+    cards = {c["id"]: c for c in skill_cards(r.store, r.config.guild, r.config.hero)}
     if skill.lower() not in cards:
         raise ApiError(404, f"no skill {skill!r}; known skills: {', '.join(cards)}")
     return jsonify(

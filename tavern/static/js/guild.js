@@ -29,6 +29,7 @@ async function boot() {
       el("div", {},
         el("div", { class: "title" }, el("span", { text: s.description || s.name }), el("span", { class: "lvl", text: `level ${s.level} / ${s.max_level ?? "?"}` })),
         el("div", { class: "sub", text: `${s.evals} evals · working on level ${s.working_level} · bar ${Math.round(s.threshold * 100)}% over ${s.window}` }),
+        s.waiting ? el("div", { class: "sub waiting", "data-waiting": s.id, text: `Not scheduled: ${s.waiting}` }) : null,
         sparkline(s.sparkline, { width: 400, height: 40, threshold: s.threshold }))));
     const list = document.getElementById("eval-list");
     list.replaceChildren(...(data.evals.length ? data.evals.map(evalBlock) : [el("p", { class: "empty", text: "No evals yet." })]));

@@ -5,6 +5,10 @@ const $ = (id) => document.getElementById(id);
 
 export function renderHero(h) {
   $("hero-name").textContent = h.name;
+  // The model, its memory profile and trainable / total parameters; the reason the profile was chosen on hover.
+  const loadout = $("hero-loadout");
+  loadout.textContent = h.loadout || "";
+  loadout.title = h.profile_reason || "";
   $("hero-level").textContent = h.level;
   const span = Math.max(1, h.next_level_xp - h.level_xp);
   const into = Math.max(0, Math.min(span, h.xp - h.level_xp));
@@ -70,7 +74,9 @@ export function renderSkills(skills) {
       el("div", {},
         el("div", { class: "title" }, el("span", { text: `${s.short} · ${s.name}` }),
           el("span", { class: "lvl", text: `${s.level} / ${s.max_level ?? "?"}` })),
-        el("div", { class: "sub", text: `${s.evals} evals · next level when the last ${s.window} pass` }),
+        s.waiting
+          ? el("div", { class: "sub waiting", "data-waiting": s.id, text: `Not scheduled: ${s.waiting}` })
+          : el("div", { class: "sub", text: `${s.evals} evals · next level when the last ${s.window} pass` }),
         pips,
         sparkline(s.sparkline, { width: 230, height: 28, threshold: s.threshold })));
     host.append(card);
