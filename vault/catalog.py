@@ -8,6 +8,9 @@ tree digest; a location is (zone, path relative to the zone root, status, when l
 `resolve_id` is the one function that turns what a user types into an asset id: ids, steps,
 canonical checkpoint names, aliases and `latest`. `Catalog.scan` registers what the realm home holds
 and is cheap to repeat: a file whose size and mtime match its stored row is not read again.
+
+Removal goes through `check_removable`, which also asks `vault.deps` (the `asset_deps` table: an
+adapter checkpoint needs its base model) whether a live asset still needs the copy.
 """
 
 from __future__ import annotations
@@ -564,10 +567,22 @@ class Catalog:
             if cur.rowcount == 0:
                 raise AssetNotFound(asset_id, f"zone {zone!r} holds no copy of {asset_id!r}")
 
-    def check_removable(self, conn: sqlite3.Connection, asset_id: str, zone: str, force: bool) -> None:
-        """LastCopyError when removing (asset_id, zone) would drop the last verified copy."""
+    def check_removable(
+        self,
+        conn: sqlite3.Connection,
+        asset_id: str,
+        zone: str,
+        force: bool,
+        force_needed: bool | None = None,
+    ) -> list[str]:
+        """DependencyError when a live asset needs this copy (vault.deps), LastCopyError when it is
+        the last verified copy. `force_needed` (default: `force`) overrides the first, `force` the
+        second. Returns the dependants a forced removal went past."""
+        from vault import deps
+
+        overridden = deps.check(conn, asset_id, zone, force=force if force_needed is None else force_needed)
         if force:
-            return
+            return overridden
         rows = conn.execute(
             "SELECT zone FROM locations WHERE asset_id = ? AND status = 'verified'", (asset_id,)
         ).fetchall()
@@ -575,21 +590,44 @@ class Catalog:
             raise LastCopyError(
                 f"{asset_id}: zone {zone!r} holds its last verified copy; refusing to delete it without force"
             )
+        return overridden
 
     def remove_location(
-        self, asset_id: str, zone: str, *, force: bool = False, conn: sqlite3.Connection | None = None
-    ) -> None:
-        """Forget a copy (the caller deletes the bytes). Refuses the last verified copy unless force."""
+        self,
+        asset_id: str,
+        zone: str,
+        *,
+        force: bool = False,
+        force_needed: bool | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[str]:
+        """Forget a copy (the caller deletes the bytes). Refuses the last verified copy, and a copy a
+        live asset needs, unless forced (see check_removable); returns the dependants forced past."""
         if conn is not None:
-            self.check_removable(conn, asset_id, zone, force)
+            overridden = self.check_removable(conn, asset_id, zone, force, force_needed)
             conn.execute("DELETE FROM locations WHERE asset_id = ? AND zone = ?", (asset_id, zone))
-            return
+            return overridden
         with self.store.tx() as c:
-            self.remove_location(asset_id, zone, force=force, conn=c)
+            return self.remove_location(asset_id, zone, force=force, force_needed=force_needed, conn=c)
+
+    def dependencies(self, asset_id: str) -> dict[str, list[dict[str, Any]]]:
+        """`needs` (what this asset needs: an adapter's base) and `needed_by` (every asset that needs
+        it, `live` when some zone still holds that one), as the asset's JSON shows them."""
+        from vault import deps
+
+        conn = self.store.connect()
+        return {
+            "needs": deps.needs(conn, asset_id),
+            "needed_by": deps.needed_by(conn, asset_id, live_only=False),
+        }
 
     def forget(self, asset_id: str, *, force: bool = False) -> None:
-        """Drop an asset from the catalog; refused while a verified copy exists, unless force."""
+        """Drop an asset from the catalog; refused while a verified copy exists or a live asset needs
+        it, unless force."""
+        from vault import deps
+
         with self.store.tx() as conn:
+            deps.check(conn, asset_id, None, force=force)
             held = conn.execute(
                 "SELECT count(*) FROM locations WHERE asset_id = ? AND status = 'verified'", (asset_id,)
             ).fetchone()[0]
@@ -634,7 +672,10 @@ class Catalog:
         self, root: Path | None = None, *, progress: ScanProgress | None = None, extra: Iterable[Path] = ()
     ) -> ScanResult:
         """Register what is on local disk; mark local copies that vanished as missing. Idempotent:
-        an unchanged file (same size and mtime as its row) is not hashed again."""
+        an unchanged file (same size and mtime as its row) is not hashed again. A checkpoint newly
+        registered here gets the dependency its sidecar declares (an adapter's base), as on landing."""
+        from vault import deps
+
         t0 = time.monotonic()
         res = ScanResult()
         found: list[tuple[Candidate, dict[str, FileEntry]]] = []
@@ -664,8 +705,11 @@ class Catalog:
                 if self._is_current(c, ident, locpath, known):
                     res.unchanged += 1  # the common re-scan case: no write transaction at all
                     continue
+                link = self._base_link(c)
                 with self.store.tx() as conn:
                     outcome = self._write(conn, c, ident, LOCAL, locpath)
+                    if c.kind == "checkpoint":
+                        deps.write(conn, self, c.asset_id, link)
             except (OSError, VaultError) as exc:  # a file removed mid-scan, a name we cannot use
                 res.errors.append(f"{c.path}: {exc}")
                 continue
@@ -680,6 +724,19 @@ class Catalog:
         res.seconds = time.monotonic() - t0
         log.info("vault scan: %s", {k: v for k, v in res.to_dict().items() if v})
         return res
+
+    def _base_link(self, c: Candidate) -> Any:
+        """The base an adapter checkpoint found by a scan needs (vault.deps); None for anything else."""
+        from vault import deps
+
+        if c.kind != "checkpoint" or not (c.path / SIDECAR).is_file():
+            return None
+        try:
+            sidecar = orjson.loads((c.path / SIDECAR).read_bytes())
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable sidecar, no dependency recorded: %s", c.path, exc)
+            return None
+        return deps.prepare(self, c.path, sidecar) if isinstance(sidecar, dict) else None
 
     def _is_current(self, c: Candidate, ident: Identity, locpath: str, known: dict[str, FileEntry]) -> bool:
         r = self.store.one(

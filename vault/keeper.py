@@ -68,6 +68,7 @@ class VaultKeeper:
             ],
             "ledger": row,
             "aliases": aliases,
+            **self.catalog.dependencies(a.id),  # needs (an adapter's base) and needed_by
         }
 
     def search(
@@ -170,9 +171,11 @@ class VaultKeeper:
         return {"asset_id": aid, "from": src, "to": dst, "steps": out}
 
     def delete(self, ref: str | int, zone: str = LOCAL, *, force: bool = False) -> dict[str, Any]:
-        """Delete one zone's copy of an asset. The last verified copy goes only with force; a local
-        checkpoint folder goes through retention's delete (ledger row kept, marked deleted)."""
-        from vault import retention
+        """Delete one zone's copy of an asset. The last verified copy, and a copy a live asset needs
+        (an adapter's base: vault.deps), go only with force; a forced delete that went past
+        dependants names them in the answer's `needed_by`, with a `warning`. A local checkpoint
+        folder goes through retention's delete (ledger row kept, marked deleted)."""
+        from vault import deps, retention
 
         res = self.catalog.locate(ref)
         a = res.asset
@@ -180,8 +183,9 @@ class VaultKeeper:
         if loc is None:
             held = ", ".join(x.zone for x in res.locations) or "none"
             raise AssetNotFound(str(ref), f"zone {zone!r} holds no copy of {a.id} (held by: {held})")
+        needed: list[str] = []
         if zone == LOCAL and a.kind == "checkpoint":
-            retention.delete_checkpoint(
+            needed = retention.delete_checkpoint(
                 self.ledger, self.catalog, self.realm.home.root / loc.path, force=force
             )
         elif zone == LOCAL:
@@ -194,9 +198,15 @@ class VaultKeeper:
         else:
             from vault import transfer
 
+            # transfer.remove asks the catalog, which refuses unless force; ask first to report it.
+            needed = deps.blocking(self.realm.store.connect(), a.id, zone) if force else []
             transfer.remove(self.catalog, a.id, zone, force=force)
         log.info("deleted %s from zone %s%s", a.id, zone, " (forced)" if force else "")
-        return {"asset_id": a.id, "zone": zone, "deleted": True}
+        out: dict[str, Any] = {"asset_id": a.id, "zone": zone, "deleted": True}
+        if needed:  # only then: the plain answer stays what clients already compare against
+            out["needed_by"] = needed
+            out["warning"] = f"forced: {', '.join(needed)} still need {a.id}"
+        return out
 
     def export(self, ref: str | int) -> tuple[str, Any]:
         """(archive file name, iterator of tar bytes) of the asset's verified copy in this home.

@@ -3,8 +3,8 @@
 Owns the `checkpoints`, `aliases` and `alias_history` tables; nothing outside `vault/` writes them.
 Each checkpoint folder's `.ledger.json` sidecar holds the same fields as its row, so `rebuild` can
 recreate the ledger from the folders. `land` is the one call a trainer makes when a checkpoint folder
-has been renamed into place: ledger row, catalog asset (with file hashes) and local location, in one
-transaction.
+has been renamed into place: ledger row, catalog asset (with file hashes) and local location, and for
+an adapter checkpoint its base model asset and the dependency on it (`vault.deps`), in one transaction.
 
 Aliases name an asset (`champion`, `release-1`); every move is kept in `alias_history` (from, to,
 when, by whom, why) and announced as a `vault.alias` event. `latest` is computed (the newest live
@@ -131,17 +131,22 @@ class Ledger:
     ) -> Asset:
         """Register a checkpoint folder that has just been renamed into place: the ledger row, the
         catalog asset with every file's sha256, and its verified local location, in one transaction.
+        An adapter checkpoint (its sidecar's `hero` names a base model) also gets, in the same
+        transaction, its base registered as an asset and the dependency on it (`vault.deps`).
 
         `identity` may be passed when the writer hashed the files while writing them; else the folder
         is hashed here (the files are still in the page cache, so this costs a read of memory)."""
+        from vault import deps
         from vault.catalog import LOCAL, _rel, classify
 
         folder = Path(folder)
         ident = identity or identify(folder)
         c = classify(folder, catalog.home_root, "checkpoint")
+        base = deps.prepare(catalog, folder, sidecar)  # before the transaction: a new base is hashed once
         with self.store.tx() as conn:
             self._record(conn, folder, sidecar)
             catalog._write(conn, c, ident, LOCAL, _rel(folder, catalog.home_root))
+            deps.write(conn, catalog, c.asset_id, base)
         return catalog.get(c.asset_id)  # type: ignore[return-value]
 
     def mark_deleted(self, name: str, conn: sqlite3.Connection | None = None) -> None:
@@ -326,11 +331,13 @@ class Ledger:
                     (LOCAL,),
                 )
             }
+            from vault import deps
             from vault.catalog import _rel
 
             for name, p in sorted(on_disk.items()):
                 if _rel(p, catalog.home_root) not in held:
-                    catalog.register(p, kind="checkpoint")
+                    asset = catalog.register(p, kind="checkpoint")
+                    deps.link(catalog, asset.id, p, read_sidecar(p))  # an adapter's base, as landing does
                     report["catalogued"].append(name)
         if any(report.values()):
             log.info("ledger reconcile: %s", {k: v for k, v in report.items() if v})

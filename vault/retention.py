@@ -7,6 +7,8 @@ The policy keeps, in models/:
     last day, one per day for the last week, one per week beyond (`Tier`s; buckets are aligned to the
     epoch, so an hour nests in its day and a day in its week, and the checkpoint kept for an hour is
     the one later kept for its day: thinning never needs one it already deleted).
+  - every checkpoint another live asset needs (`vault.deps`: the base of an adapter checkpoint
+    that stays, here or in another zone), whatever `force` says.
 Everything else is dropped. A dropped checkpoint leaves the disk, but its ledger row stays (marked
 deleted), so the whole history stays browsable.
 
@@ -130,10 +132,16 @@ class RetentionPlan:
 class RetentionResult:
     deleted: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # last copies kept because force was not given
+    needed: list[str] = field(default_factory=list)  # kept: a live asset came to need them after plan
     bytes_freed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"deleted": self.deleted, "refused": self.refused, "bytes_freed": self.bytes_freed}
+        return {
+            "deleted": self.deleted,
+            "refused": self.refused,
+            "needed": self.needed,
+            "bytes_freed": self.bytes_freed,
+        }
 
 
 def local_checkpoints(models_dir: Path) -> list[tuple[str, int, Path, dict[str, Any]]]:
@@ -178,11 +186,35 @@ def plan(
                 break
     for (i, _), d in newest.items():
         d.reasons.append(f"1 per {_span(policy.tiers[i].every_s)}")
+    _keep_needed(catalog, decisions)
     for d in decisions:
         d.keep = bool(d.reasons)
         if not d.keep:
             d.last_copy = _is_last_copy(catalog, d)
     return RetentionPlan(decisions)
+
+
+def _keep_needed(catalog: Catalog, decisions: list[Decision]) -> None:
+    """Keep every checkpoint that an asset which stays needs (an adapter's base checkpoint).
+
+    An asset stays when it is not dropped here, or when another zone also holds it; repeated until
+    nothing changes, so a chain (an adapter on a checkpoint that needs another) is kept whole."""
+    from vault import deps
+
+    conn = catalog.store.connect()
+    dropping = {d.asset_id for d in decisions if not d.reasons}
+    changed = True
+    while changed:
+        changed = False
+        for d in decisions:
+            if d.asset_id not in dropping:
+                continue
+            users = deps.needed_by(conn, d.asset_id)
+            staying = [u["asset_id"] for u in users if u["asset_id"] not in dropping or u["zones"] != [LOCAL]]
+            if staying:
+                d.reasons.append(f"needed by {', '.join(staying)}")
+                dropping.discard(d.asset_id)
+                changed = True
 
 
 def _span(seconds: float) -> str:
@@ -209,17 +241,35 @@ def apply(
     force: bool = False,
     between: Callable[[str], None] | None = None,
 ) -> RetentionResult:
-    """Delete what the plan drops. Last copies are refused unless `force`. `between(name)` runs after
-    the folder is renamed to .trash- and before it is removed (the crash tests hook in there)."""
+    """Delete what the plan drops. Last copies are refused unless `force`; a checkpoint a live asset
+    needs never goes, force or not (one the plan dropped while its dependant was dropped too waits
+    until that dependant has gone). `between(name)` runs after the folder is renamed to .trash- and
+    before it is removed (the crash tests hook in there)."""
+    from vault.deps import DependencyError
+
     res = RetentionResult()
+    todo = []
     for d in plan_.drop:
         if d.last_copy and not force:
             res.refused.append(d.name)
-            continue
-        delete_checkpoint(ledger, catalog, d.path, force=True, between=between)
-        res.deleted.append(d.name)
-        res.bytes_freed += d.size_bytes
-        log.info("retention: deleted %s (%.1f MB)", d.name, d.size_bytes / 1e6)
+        else:
+            todo.append(d)
+    while todo:
+        waiting = []
+        for d in todo:
+            try:
+                delete_checkpoint(ledger, catalog, d.path, force=True, force_needed=False, between=between)
+            except DependencyError:
+                waiting.append(d)
+                continue
+            res.deleted.append(d.name)
+            res.bytes_freed += d.size_bytes
+            log.info("retention: deleted %s (%.1f MB)", d.name, d.size_bytes / 1e6)
+        if len(waiting) == len(todo):  # no progress: what is left is needed by something that stays
+            res.needed += [d.name for d in waiting]
+            log.warning("retention kept %s: live assets need them", ", ".join(res.needed))
+            break
+        todo = waiting
     if res.refused:
         log.warning(
             "retention kept %d checkpoints that no other zone holds (push them, or pass force): %s",
@@ -235,12 +285,14 @@ def delete_checkpoint(
     folder: Path,
     *,
     force: bool = False,
+    force_needed: bool | None = None,
     between: Callable[[str], None] | None = None,
-) -> None:
+) -> list[str]:
     """Delete one local checkpoint folder: its ledger row is marked deleted and its local location
     dropped (the asset too, when no zone holds it any more) in one transaction, then the folder goes
     to `.trash-*` and is removed. Without force, LastCopyError when it is the last verified copy and
-    AliasError when an alias names it."""
+    AliasError when an alias names it; without `force_needed` (default: `force`), DependencyError when
+    a live asset needs it. Returns the dependants a forced delete went past."""
     folder = Path(folder)
     step = ids.parse_step(folder.name)
     aid = ids.checkpoint_id(step) if step is not None else None
@@ -249,6 +301,7 @@ def delete_checkpoint(
         names = sorted(n for n, a in ledger.aliases().items() if a["asset_id"] == aid and not a["computed"])
         if names:
             raise AliasError(f"{aid} is named by alias {', '.join(names)}; move the alias first or use force")
+    overridden: list[str] = []
     with catalog.store.tx() as conn:
         held_here = (
             aid is not None
@@ -257,7 +310,9 @@ def delete_checkpoint(
             ).fetchone()
         )
         if held_here:
-            catalog.remove_location(aid, LOCAL, force=force, conn=conn)
+            overridden = catalog.remove_location(
+                aid, LOCAL, force=force, force_needed=force_needed, conn=conn
+            )
             if not conn.execute("SELECT 1 FROM locations WHERE asset_id = ?", (aid,)).fetchone():
                 conn.execute("DELETE FROM assets WHERE id = ?", (aid,))
         ledger.mark_deleted(folder.name, conn)
@@ -266,6 +321,7 @@ def delete_checkpoint(
     if between is not None:
         between(folder.name)
     shutil.rmtree(trash, ignore_errors=True)
+    return overridden
 
 
 def enforce(

@@ -1,4 +1,5 @@
-"""The vault's tables: the event log, small realm state, the checkpoint ledger and the asset catalog."""
+"""The vault's tables: the event log, small realm state, the checkpoint ledger and the asset catalog
+(with `asset_deps`, which asset needs which)."""
 
 import time
 from pathlib import Path
@@ -253,3 +254,21 @@ def m005_catalog(db):
     db.execute("CREATE INDEX transfers_asset ON transfers(asset_id, id)")
     # The ledger is looked up by name (canonical names, reconcile) and by live step (latest, get).
     db.execute("CREATE INDEX checkpoints_live_step ON checkpoints(deleted, step)")
+
+
+@migrations()
+def m006_asset_deps(db):
+    # Issue #17: an adapter checkpoint is useless without the base model it was trained on, so the
+    # catalog records "asset needs asset" and removal asks it first. Only the dependant side cascades:
+    # a dependant's rows go with it, while a row naming a base removed by force stays, so the
+    # adapter still says what it needs (and the link holds again if that base comes back).
+    db.execute(
+        """CREATE TABLE asset_deps (
+            asset_id TEXT NOT NULL REFERENCES assets(id) ON DELETE CASCADE,
+            needs_asset_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (asset_id, needs_asset_id)
+        ) WITHOUT ROWID"""
+    )
+    db.execute("CREATE INDEX asset_deps_needs ON asset_deps(needs_asset_id)")
