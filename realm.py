@@ -32,6 +32,7 @@ ROOM_COMMANDS: tuple[str, ...] = (
     "vault.cli",
     "tavern.oracle.cli",
     "watchtower.cli",
+    "arena.hero_cli",
 )
 
 
@@ -97,6 +98,8 @@ def status(ctx, home, as_json):
     click.echo("quests    " + "  ".join(f"{k}={v}" for k, v in st["quests"].items()))
     click.echo("counts    " + "  ".join(f"{k}={v}" for k, v in st["counts"].items()))
     click.echo("services  " + "  ".join(f"{k}={'up' if v else 'down'}" for k, v in st["services"].items()))
+    if st.get("hero_line"):
+        click.echo(f"hero      {st['hero_line']}")
     battle = st.get("battle") or {}
     if battle:
         click.echo(

@@ -359,6 +359,10 @@ def load_config(
 
     Precedence for the home: the `home` argument (--home), then REALM_HOME, then the file, then the repo root.
     A home holding its own `realm.yaml` takes that file as the config unless `path` is given.
+
+    With `hero.preset` set, the preset's training and hero suggestions (arena/presets.py) sit between
+    the defaults and the file: keys the file writes win. The repo's configs/realm.yaml spells every
+    default out, so there a key still at its default value does not hide the preset's.
     """
     env_home = os.environ.get("REALM_HOME")
     chosen_home = home or env_home
@@ -367,6 +371,20 @@ def load_config(
     path = Path(path) if path else DEFAULT_CONFIG
     data = read_yaml(path)
     if isinstance(data, dict):  # anything else is refused by parse_config, naming the top level
+        hero = data.get("hero")
+        preset = hero.get("preset") if isinstance(hero, dict) else None
+        if isinstance(preset, str) and preset:  # a non-string is refused by parse_config below
+            # Imported here: arena.presets imports this module (its sections validate preset files).
+            from arena.presets import PresetError, layer_under, preset_layer
+
+            try:
+                layer = preset_layer(preset, REPO_ROOT)
+            except TypedError as exc:  # a broken preset file: name that file and its key
+                raise ConfigError(exc.source, exc.key, exc.problem) from exc
+            except PresetError as exc:
+                raise ConfigError(str(path), "hero.preset", str(exc)) from exc
+            defaults = RealmConfig().to_dict() if path.resolve() == DEFAULT_CONFIG.resolve() else None
+            data = layer_under(layer, data, defaults)
         for dotted, value in (overrides or {}).items():
             node = data
             *parents, last = dotted.split(".")

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from arena import control
+from arena.presets import fmt_params, hero_label
 from arena.queue import QuestQueue
 from arena.reporting import XP_PER_LEVEL, read_hero
 from guild.progression import unlocked_achievements
+from sentinels.config import REPO_ROOT
 
 if TYPE_CHECKING:
     from sentinels.realm import Realm
@@ -35,11 +37,34 @@ def quest_counts(realm: Realm) -> dict[str, int]:
 
 
 def hero_card(realm: Realm, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The hero as the trainer published it (stats, and its preset, memory profile with the reason,
+    trainable and total parameters), plus `label` (the model's display name) and `loadout`, the
+    card's one line ("Qwen3-0.6B · lora · 10.1M / 596M trainable")."""
     counts = quest_counts(realm) if counts is None else counts
     hero = read_hero(realm.store, realm.events, counts.get("completed", 0))
     hero.setdefault("name", realm.config.hero.name)
     hero.setdefault("acc", 0)  # not published yet; the card keeps its slot
+    # A hero state from before the trainer published these still gives the same keys.
+    for key in ("preset", "profile", "profile_reason", "trainable_params", "params"):
+        hero.setdefault(key, None)
+    hero["label"] = hero_label(realm.config.hero, REPO_ROOT, hero["preset"])
+    hero["loadout"] = loadout(hero, hero["label"])
     return hero
+
+
+def loadout(hero: dict[str, Any], label: str) -> str:
+    """The card's line: the model, its profile and trainable / total parameters, for example
+    "Qwen3-0.6B · lora · 10.1M / 596M trainable", or "DIO · full · 2.41M" when every parameter
+    trains; parts the trainer has not published are left out."""
+    parts = [label]
+    if hero.get("profile"):
+        parts.append(str(hero["profile"]))
+    total, trainable = hero.get("params"), hero.get("trainable_params")
+    if total and trainable and trainable != total:
+        parts.append(f"{fmt_params(trainable)} / {fmt_params(total)} trainable")
+    elif total:
+        parts.append(fmt_params(total))
+    return " · ".join(parts)
 
 
 def pending_commands(realm: Realm) -> list[dict[str, Any]]:
@@ -57,6 +82,7 @@ def realm_status(realm: Realm) -> dict[str, Any]:
     from sentinels.realm import SERVICES
 
     realm.ensure()
+    hero = realm.store.get_state("hero", {})
     return {
         "home": str(realm.home.root),
         "database": str(realm.home.db_path),
@@ -64,7 +90,8 @@ def realm_status(realm: Realm) -> dict[str, Any]:
         "quests": quest_counts(realm),
         "inbox_files": len(waiting_files(realm.home.inbox)),  # intake's one rule for "waiting"
         "services": {name: is_held(realm.home.run, name) for name in SERVICES},
-        "hero": realm.store.get_state("hero", {}),
+        "hero": hero,
+        "hero_line": loadout(hero, hero_label(realm.config.hero, REPO_ROOT, hero.get("preset"))),
         "battle": realm.store.get_state("battle", {}),
     }
 
@@ -84,7 +111,7 @@ def snapshot(realm: Realm) -> dict[str, Any]:
         "battle": control.battle_state(realm.store) or {"state": "idle"},
         "pending_commands": pending_commands(realm),
         "quests": counts,
-        "skills": skill_cards(realm.store, realm.config.guild),
+        "skills": skill_cards(realm.store, realm.config.guild, realm.config.hero),
         "achievements": achievements(realm),
         "xp_per_level": XP_PER_LEVEL,
     }

@@ -7,8 +7,7 @@ export function renderHero(h) {
   $("hero-name").textContent = h.name;
   // The model, its memory profile and trainable / total parameters; the reason the profile was chosen on hover.
   const loadout = $("hero-loadout");
-  loadout.textContent = h.loadout || "";
-  loadout.title = h.profile_reason || "";
+  if (loadout) { loadout.textContent = h.loadout || ""; loadout.title = h.profile_reason || ""; }
   $("hero-level").textContent = h.level;
   const span = Math.max(1, h.next_level_xp - h.level_xp);
   const into = Math.max(0, Math.min(span, h.xp - h.level_xp));
