@@ -8,7 +8,13 @@ A checkpoint is one self-contained folder `models/checkpoint-{step}-{YYYYMMDD}-{
                           "format" says which LoopState wrote it (arena.trainer reads every one)
     trainer_state.pt      optimizer, scheduler and RNG states, for exact resume: tensors and plain
                           data only, read with torch.load(weights_only=True)
-    .ledger.json          the ledger fields (LEDGER_FIELDS), written last
+    .ledger.json          the ledger fields (LEDGER_FIELDS), written last, and `hero`: the preset,
+                          the memory profile, the base model folder with the sha256 tree digest of
+                          its files, and trainable / total parameters (`hero_mapping`)
+
+Under the lora and qlora profiles the model is a peft model, whose `save_pretrained` writes the
+adapter only (adapter_config.json + adapter_model.safetensors, no model.safetensors): the checkpoint
+needs its base folder, which the sidecar names and fingerprints (the vault records the dependency).
 
 Atomicity: everything is written into `models/.tmp-checkpoint-*`, each file fsynced (and hashed in
 the same pass, while it is still in the page cache), then the folder is renamed to its final name and
@@ -33,6 +39,7 @@ unpickling would call arbitrary functions) is refused with `CheckpointError`, ne
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -133,6 +140,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+@functools.cache
+def base_digest(path: str) -> str:
+    """The vault identity (tree digest) of a base model folder. Once per process: a base's bytes do
+    not change under a running trainer, and hashing a 14B base costs about a minute."""
+    files = [FileEntry(rel, *hash_file(p)) for rel, p in list_files(Path(path))]
+    return tree_digest(files)
+
+
+def hero_mapping(model, *, preset: str | None, profile: str, base_model: str | Path | None) -> dict[str, Any]:
+    """The sidecar's `hero` mapping: what the checkpoint is of, and what it needs to be loaded."""
+    from arena.adapters import total_params, trainable_params
+
+    base = str(Path(base_model).expanduser().resolve()) if base_model else None
+    return {
+        "preset": preset,
+        "profile": profile,
+        "base_model": base,
+        "base_sha256": base_digest(base) if base and Path(base).is_dir() else None,
+        "trainable_params": trainable_params(model),
+        "total_params": total_params(model),
+    }
+
+
+class SavedTensors:
+    """What `save_pretrained` writes of a model, for sentinels.diskguard.checkpoint_need: a peft
+    model saves its adapter only, so sizing the save by the whole state dict (base included) would
+    ask for gigabytes of room to write megabytes."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if hasattr(self.model, "peft_config"):
+            from peft import get_peft_model_state_dict
+
+            return get_peft_model_state_dict(self.model)
+        return self.model.state_dict()
+
+
 def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -218,7 +264,10 @@ class CheckpointManager:
         loop_state: dict[str, Any],
         tensors_state: dict[str, Any] | None,
         ledger: dict[str, Any],
+        hero: dict[str, Any] | None = None,
     ) -> Checkpoint:
+        """Write one checkpoint folder atomically and land it in the vault; `hero` is the sidecar's
+        hero mapping (`hero_mapping`)."""
         step = int(loop_state["step"])
         now = time.time()
         name = f"checkpoint-{step}-{time.strftime('%Y%m%d-%H%M', time.localtime(now))}"
@@ -227,7 +276,8 @@ class CheckpointManager:
             return existing[-1]  # e.g. `stop` right after a periodic save: nothing new to keep
         if self.disk_guard is not None:  # before any byte: retention first, else a paused wait
             prev = existing[-1] if existing else self.latest()
-            need = checkpoint_need(model, tensors_state, prev.ledger.get("size_bytes") if prev else None)
+            prev_size = prev.ledger.get("size_bytes") if prev else None
+            need = checkpoint_need(SavedTensors(model), tensors_state, prev_size)
             self.disk_guard.ensure(need, retention=self.prune)
         tmp = self.models / f".tmp-{name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -247,6 +297,8 @@ class CheckpointManager:
             "ledger_version": LEDGER_VERSION,
             "size_bytes": folder_size(tmp),  # everything but the sidecar itself
         }
+        if hero is not None:
+            sidecar["hero"] = hero
         (tmp / SIDECAR).write_bytes(orjson.dumps(sidecar, option=orjson.OPT_INDENT_2))
         identity = _fsync_and_identify(tmp)  # relpaths and mtimes survive the rename below
         final = self.models / name

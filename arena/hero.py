@@ -5,17 +5,27 @@ Two kinds of hero, one code path afterwards:
   start. Its tokenizer is a `tokenizers` byte-level BPE with no merges (256 byte tokens) plus special
   and added tokens, wrapped in `PreTrainedTokenizerFast` with a ChatML chat template, so a saved
   checkpoint loads with plain `AutoTokenizer` / `AutoModelForCausalLM.from_pretrained` and no realm code.
-- `hero.base_model: PATH`: any local Hugging Face causal-LM folder, with its own tokenizer and template.
+- `hero.base_model: PATH` or `hero.preset: NAME` (arena.presets finds the folder): any local Hugging
+  Face causal-LM folder, with its own tokenizer and template (the preset's when the folder has none).
+
+A folder hero trains under a memory profile (`hero.profile`): arena.profiles picks full, lora or
+qlora from the model's size and the device's free memory (or honours the one asked for) and says why;
+arena.adapters loads the base and wraps it. DIO is always full fine-tuning (arena.profiles): it has no
+base folder an adapter could refer to. `make_hero` returns the model with its profile choice and source;
+`build_hero` is its (model, tokenizer) form.
 
 Nothing after `build_hero` knows which kind it has: formatting uses the chat template, generation
-uses `eos_token_id`/`pad_token_id`, and checkpoints use `save_pretrained`. Loading a checkpoint and
-generating from it (the evals' generate function, the Oracle) live in `arena/inference.py`.
+uses `eos_token_id`/`pad_token_id`, and checkpoints use `save_pretrained` (a peft model writes its
+adapter). Loading a checkpoint and generating from it (the evals' generate function, the Oracle) live
+in `arena/inference.py`; profiles, LoRA and merged export in `arena/adapters.py`.
+
+Must not: train, checkpoint, or decide the profile's rule (arena.profiles owns it).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -132,17 +142,68 @@ def _byte_of(ch: str) -> int:
     return others[code - 256]
 
 
-def build_hero(hero_cfg, repo_root: Path, seed: int = 0):
-    """A fresh hero: (model, tokenizer). `hero_cfg` is sentinels.config.HeroConfig."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+@dataclass(frozen=True)
+class FixedProfile:
+    """The profile of a hero that has no choice to make (DIO; a resumed checkpoint, whose profile is
+    the one it was trained under): the fields of arena.profiles.ProfileChoice the trainer reads."""
 
-    if hero_cfg.base_model:
-        path = Path(hero_cfg.base_model).expanduser()
-        if not (path / "config.json").is_file():
-            raise HeroError(f"hero.base_model {path} is not a Hugging Face model folder (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        return model, ensure_pad(tokenizer)
+    reason: str
+    kind: str = "full"
+    estimates: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hero:
+    """A fresh hero: the model (a peft model under lora/qlora), its tokenizer, the profile choice
+    (arena.profiles.ProfileChoice or FixedProfile) and where it came from (arena.presets.HeroSource)."""
+
+    model: Any
+    tokenizer: Any
+    choice: Any
+    source: Any
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_hero(hero_cfg, repo_root: Path, seed: int = 0, *, device=None) -> Hero:
+    """A fresh hero under its memory profile. `hero_cfg` is sentinels.config.HeroConfig; `device` is
+    where it will train (None: the first GPU, else the CPU), which the profile choice depends on."""
+    from arena import adapters
+    from arena.presets import resolve_hero
+    from arena.profiles import choose_for_hero
+
+    source = resolve_hero(hero_cfg, repo_root)
+    dev = torch.device(device) if device is not None else default_device()
+    choice = choose_for_hero(hero_cfg, source, repo_root, dev)  # logs the choice and its reason
+    if source.kind == "dio":
+        model, tokenizer = _build_dio(hero_cfg, repo_root, seed)
+        if hero_cfg.gradient_checkpointing:
+            adapters.enable_checkpointing(model, adapters=False)
+        return Hero(model, tokenizer, choice, source)
+    from transformers import AutoTokenizer
+
+    path = Path(source.path)
+    tokenizer = ensure_pad(AutoTokenizer.from_pretrained(path))
+    if not tokenizer.chat_template and source.chat_template:
+        tokenizer.chat_template = source.chat_template  # saved with every checkpoint from here on
+    torch.manual_seed(seed)  # the same seed initialises the same adapters
+    model = adapters.load_base(path, choice, dev)
+    model = adapters.apply_profile(model, choice, hero_cfg)
+    return Hero(model, tokenizer, choice, source)
+
+
+def build_hero(hero_cfg, repo_root: Path, seed: int = 0, *, device=None):
+    """A fresh hero: (model, tokenizer). `make_hero` also says which profile and source it has."""
+    hero = make_hero(hero_cfg, repo_root, seed, device=device)
+    return hero.model, hero.tokenizer
+
+
+def _build_dio(hero_cfg, repo_root: Path, seed: int):
+    """DIO from its description file: a Qwen3 model with the byte-level tokenizer."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
     spec_path = Path(hero_cfg.config)
     spec = HeroSpec.read(spec_path if spec_path.is_absolute() else repo_root / spec_path)
     tokenizer = byte_tokenizer(spec.tokenizer)

@@ -2,7 +2,8 @@
 
 Both users of a trained hero go through here, so a checkpoint is read and a prompt is rendered the same
 way everywhere:
-- `load_checkpoint_hero(path)`: (model, tokenizer) from a checkpoint folder with plain transformers;
+- `load_checkpoint_hero(path)`: (model, tokenizer) from a checkpoint folder with plain transformers
+  (an adapter checkpoint: its base plus the adapter through peft, arena.adapters);
   `read_weights` / `swap_weights` put another checkpoint's tensors into an already-built model of the
   same architecture (`architecture_key`), which is how the Oracle switches checkpoints without
   building a model.
@@ -46,9 +47,15 @@ def ensure_pad(tokenizer):
 
 
 def load_checkpoint_hero(path: Path, *, device: torch.device | str | None = None, dtype=torch.float32):
-    """(model, tokenizer) from a checkpoint folder, exactly as any HF user would load it."""
+    """(model, tokenizer) from a checkpoint folder, exactly as any HF user would load it: a full
+    checkpoint with `from_pretrained`, an adapter checkpoint (adapter_config.json) as a peft model
+    on its base (arena.adapters), in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from arena import adapters  # here, not at the top: adapters imports this module
+
+    if adapters.is_adapter_checkpoint(path):
+        return adapters.load_adapter_hero(Path(path), device=device, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if device is not None:

@@ -13,6 +13,11 @@ Packing is next-fit and streaming: examples are taken in the epoch's order, and 
 the next example does not fit. Each row records how many examples of the order were consumed when it
 closed, so a battle that resumes from offset k (always a row boundary, since checkpoints fall between
 steps) packs exactly the same rows as the uninterrupted battle would have.
+
+Getting a batch onto a GPU (`collate(..., pin_memory=True)`, `to_device`): the batch is built in pinned
+host memory and copied with non_blocking=True, so the host queues the next kernels instead of waiting
+for the copy (a blocking host-to-device copy synchronises the stream). This module owns the rows and
+their tensors; it must not run the model or decide the device (the trainer does).
 """
 
 from __future__ import annotations
@@ -64,13 +69,16 @@ def pack(examples: Iterable[Example], max_length: int, start: int = 0) -> Iterat
         yield Row(ids, targets, weights, positions, count, n, lengths)
 
 
-def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad rows to the longest one (pad positions weigh 0 and continue the last position run)."""
+def collate(rows: list[Row], pad_id: int, pin_memory: bool = False) -> dict[str, torch.Tensor]:
+    """Pad rows to the longest one (pad positions weigh 0 and continue the last position run).
+
+    pin_memory=True (CUDA only) builds the tensors in page-locked memory, ready for `to_device`."""
     width = max(len(r.ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    targets = torch.zeros((len(rows), width), dtype=torch.long)
-    weights = torch.zeros((len(rows), width), dtype=torch.float32)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    shape = (len(rows), width)
+    ids = torch.full(shape, pad_id, dtype=torch.long, pin_memory=pin_memory)
+    targets = torch.zeros(shape, dtype=torch.long, pin_memory=pin_memory)
+    weights = torch.zeros(shape, dtype=torch.float32, pin_memory=pin_memory)
+    positions = torch.zeros(shape, dtype=torch.long, pin_memory=pin_memory)
     for i, r in enumerate(rows):
         n = len(r.ids)
         ids[i, :n] = torch.tensor(r.ids)
@@ -82,6 +90,18 @@ def collate(rows: list[Row], pad_id: int) -> dict[str, torch.Tensor]:
         positions[i, :n] = torch.tensor(r.positions)
         positions[i, n:] = torch.arange(last + 1, last + 1 + width - n)
     return {"input_ids": ids, "targets": targets, "weights": weights, "position_ids": positions}
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`. To a CUDA device: from pinned memory (pinned here when it is not
+    yet) with a non-blocking copy, which never waits for the device. The pinned source may be
+    dropped at once: PyTorch's pinned-memory cache keeps it until the copy has run. Anywhere else, or
+    already there: `.to(device)`, a no-op for a tensor already on it."""
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    if not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def dummy_row(pad_id: int) -> Row:

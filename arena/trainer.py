@@ -31,6 +31,12 @@ skipped. A checkpoint per switch would give the same guarantee, but costs a vali
 checkpoint hook's evals and a retention slot for every drop, which is seconds on this box.
 Each step event records what it trained: `span` = [epoch, start, end], positions start..end-1 of that
 epoch's fixed order (`QuestData.epoch_order`).
+
+The hero comes from arena.hero (`make_hero`: DIO, or a model folder under its memory profile) or, on
+resume, from the latest checkpoint: a full one as saved, an adapter one as a trainable peft model on
+its base (arena.adapters). The optimizer holds the trainable parameters only, in `named_parameters`
+order, so a resumed run's groups match the saved state; each checkpoint's sidecar names the preset,
+profile and base (arena.checkpoints.hero_mapping), and `hero()` reports them with trainable/total.
 """
 
 from __future__ import annotations
@@ -51,10 +57,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from arena import attention
-from arena.checkpoints import CheckpointManager, crash_point
+from arena import adapters, attention
+from arena.checkpoints import Checkpoint, CheckpointManager, crash_point, hero_mapping
 from arena.formatting import Example, Formatter, QuestData, read_quest
-from arena.hero import build_hero, count_params
+from arena.hero import FixedProfile, make_hero
 from arena.inference import load_checkpoint_hero, make_generate_fn
 from arena.packing import Row, collate, dummy_row, pack
 from arena.reporting import Reporter, hero_stats
@@ -162,25 +168,21 @@ class Trainer:
         random.seed(self.cfg.seed)
         torch.manual_seed(self.cfg.seed)
         if latest is not None:
-            model, self.tokenizer = load_checkpoint_hero(latest.path)
+            model, self.tokenizer = self._resume_hero(latest)
             self.state = LoopState.from_dict(latest.loop_state(), str(latest.path / "trainer_state.json"))
             log.info("resuming from %s (step %d)", latest.name, self.state.step)
         else:
-            model, self.tokenizer = build_hero(self.hero_cfg, repo_root, seed=self.cfg.seed)
+            hero = make_hero(self.hero_cfg, repo_root, seed=self.cfg.seed, device=accelerator.device)
+            model, self.tokenizer, self.profile = hero.model, hero.tokenizer, hero.choice
+            self.preset = hero.source.preset
+            self.base_model = str(hero.source.path) if hero.source.kind == "folder" else None
             self.state = LoopState()
         self.vocab_size = model.config.vocab_size
-        self.n_params = count_params(model)
-        decay, no_decay = [], []
-        for _name, p in model.named_parameters():
-            (decay if p.dim() >= 2 else no_decay).append(p)  # norms and biases are not decayed
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.cfg.learning_rate,
-            betas=(0.9, 0.95),
-        )
+        self.n_params = adapters.total_params(model)
+        self.n_trainable = adapters.trainable_params(model)
+        # Only the trainable parameters (the adapters under LoRA), in named_parameters order: a
+        # resumed run rebuilds the same groups, which the saved optimizer state maps onto by index.
+        opt = adapters.build_optimizer(model, self.cfg, self.hero_cfg, device=accelerator.device)
         # Not passed to accelerator.prepare: a prepared scheduler steps once per process per step.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             opt, lr_lambda(self.cfg.warmup_steps, self.cfg.decay_steps, self.cfg.min_lr_ratio)
@@ -192,7 +194,9 @@ class Trainer:
             torch.set_rng_state(ts["torch_rng"])
             random.setstate(ts["python_rng"])
         self.packed_attention = self.cfg.packed_attention and attention.enable(model)
-        self.keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        # A peft wrapper's forward takes **kwargs and passes them to the base: ask the base.
+        inner = model.get_base_model() if adapters.is_peft(model) else model
+        self.keep_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
         if self.packed_attention:
             self.row_tokens, self.rows_per_micro = self.cfg.batch_size * self.cfg.max_length, 1
         else:
@@ -207,6 +211,37 @@ class Trainer:
             overlong=self.cfg.overlong,
         )
         self._speed: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, tokens, examples)
+
+    def _resume_hero(self, latest: Checkpoint):
+        """The hero of the latest checkpoint, ready to train on: a full checkpoint as it was saved, an
+        adapter checkpoint as a trainable peft model on its base (the sidecar's base_model, else
+        adapter_config.json's). The profile is the checkpoint's: a changed hero.profile would need a
+        fresh hero, so it is logged, not applied."""
+        side = latest.ledger.get("hero") or {}
+        self.preset = side.get("preset", self.hero_cfg.preset)
+        base = side.get("base_model", self.hero_cfg.base_model)
+        self.base_model = str(Path(base).expanduser().resolve()) if base else None
+        if adapters.is_adapter_checkpoint(latest.path):
+            kind = side.get("profile") or "lora"
+            model, tokenizer = adapters.load_adapter_hero(
+                latest.path, device=self.acc.device, dtype=None, trainable=True, hero_cfg=self.hero_cfg
+            )
+            self.profile = FixedProfile(
+                f"resumed from the {kind} adapter checkpoint {latest.name}", kind=kind
+            )
+        else:
+            model, tokenizer = load_checkpoint_hero(latest.path)
+            if self.hero_cfg.gradient_checkpointing:
+                adapters.enable_checkpointing(model, adapters=False)
+            self.profile = FixedProfile(f"resumed from the full checkpoint {latest.name}")
+        if self.hero_cfg.profile not in ("auto", self.profile.kind):
+            log.warning(
+                "hero.profile %s ignored: %s holds a %s hero; a new profile needs a fresh hero",
+                self.hero_cfg.profile,
+                latest.name,
+                self.profile.kind,
+            )
+        return model, tokenizer
 
     # ---- precision ---------------------------------------------------------------------------
     def _cpu_auto_bf16(self, store) -> bool:
@@ -259,15 +294,23 @@ class Trainer:
         s.quest_id, s.quest_epoch, s.quest_offset, s.quest_done = quest.id, epoch, offset, False
 
     # ---- one optimizer step ------------------------------------------------------------------
-    def train_step(self, rows: list[Row]) -> float:
+    def train_step(self, rows: list[Row], *, defer: bool = False) -> float | torch.Tensor:
+        """One optimizer step over `rows`; the step's loss (weighted mean over its tokens).
+
+        A float by default, which reads the device once (`.item()`: free on a CPU, a sync on CUDA).
+        defer=True returns it as a 0-d tensor on the device and never waits for the device, so on
+        CUDA the host queues the next step while this one runs; the caller converts at logged steps
+        (`torch.stack(losses).tolist()`, one sync for all of them)."""
         B, W = self.rows_per_micro, self.world
         total_w = sum(r.weight for r in rows) or 1.0  # identical on every rank: all pack the same rows
         n_micro = max(1, math.ceil(len(rows) / (B * W)))
         pad = self.tokenizer.pad_token_id
+        pin = self.acc.device.type == "cuda"  # page-locked host batches: non-blocking copies (packing)
         loss_sum = torch.zeros((), dtype=torch.float32, device=self.acc.device)
         for i in range(n_micro):
             mine = rows[(i * W + self.rank) * B : (i * W + self.rank + 1) * B] or [dummy_row(pad)]
-            batch = {k: v.to(self.acc.device) for k, v in collate(mine, pad).items()}
+            # Left on the host: _weighted_loss plans on it, then copies it to the device.
+            batch = collate(mine, pad, pin_memory=pin)
             # Gradients are all-reduced only on the last micro-step (DDP's no_sync for the others).
             sync = self.acc.no_sync(self.model) if i < n_micro - 1 else contextlib.nullcontext()
             with sync, self._autocast():
@@ -283,6 +326,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if W > 1:
             loss_sum = self.acc.reduce(loss_sum, reduction="sum")
+        if defer:
+            return loss_sum / total_w
         return float(loss_sum) / total_w  # .item(): a sync point, once per step
 
     def _weighted_loss(self, model, batch: dict[str, torch.Tensor], rows: list[Row]) -> torch.Tensor:
@@ -290,21 +335,47 @@ class Trainer:
 
         Per-example attention where the model supports it (arena.attention), and logits only at
         the positions that carry loss (`logits_to_keep`): prompt tokens need no lm_head, which on a
-        large-vocabulary hero (Qwen3-0.6B: 152k x 1024) is a quarter of the model's FLOPs."""
+        large-vocabulary hero (Qwen3-0.6B: 152k x 1024) is a quarter of the model's FLOPs.
+
+        `batch` may be on the host (train_step) or already on the device (val_loss). From the host,
+        the attention plan and the kept positions are computed there, before the copy: on a CUDA
+        tensor `nonzero()` waits for the device. Every copy is non-blocking from pinned memory
+        (packing.to_device), so a training step never synchronises the device here."""
+        from arena.packing import to_device  # the batch's one way onto the device
+
+        dev = self.acc.device
         segments = None
         if self.packed_attention:
             width = batch["input_ids"].shape[1]
-            segments = attention.plan([r.lengths for r in rows], width).to(self.acc.device)
+            plan = attention.plan([r.lengths for r in rows], width)
+            segments = attention.Segments(
+                [
+                    attention.Group(to_device(g.index, dev), to_device(g.keep, dev), g.n, g.width)
+                    for g in plan.groups
+                ],
+                to_device(plan.dest, dev),
+            )
         targets, weights = batch["targets"], batch["weights"]
         extra = {}
         if self.keep_logits:
             keep = weights.gt(0).any(0).nonzero().squeeze(1)  # positions with loss in any row
-            extra["logits_to_keep"] = keep
             targets, weights = targets[:, keep], weights[:, keep]
+            extra["logits_to_keep"] = to_device(keep, dev)
+        input_ids = to_device(batch["input_ids"], dev)
+        if segments is not None:
+            # Without a mask, transformers searches position_ids for packed sequences, and that
+            # search's `.all()` reads the device: a sync per forward. An all-ones 2D mask skips it,
+            # and changes nothing: arena.attention's mask function ignores it while segments are
+            # active (no dense mask is built; the attention reads the segments).
+            extra["attention_mask"] = torch.ones_like(input_ids, dtype=torch.bool)
         with attention.packed(segments):
             logits = model(
-                input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False, **extra
+                input_ids=input_ids,
+                position_ids=to_device(batch["position_ids"], dev),
+                use_cache=False,
+                **extra,
             ).logits
+        targets, weights = to_device(targets, dev), to_device(weights, dev)
         ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")
         return (ce * weights.flatten()).sum()
 
@@ -424,6 +495,10 @@ class Trainer:
         return {
             "name": self.hero_cfg.name,
             "params": self.n_params,
+            "trainable_params": self.n_trainable,
+            "preset": self.preset,
+            "profile": self.profile.kind,
+            "profile_reason": self.profile.reason,
             **hero_stats(
                 step=s.step,
                 train_loss=s.train_loss,
@@ -462,8 +537,9 @@ class Trainer:
         if data is not None and not s.quest_done:  # at the battle's end it was just computed
             s.val_loss = self.val_loss(data.val)
         loss = s.val_loss if s.val_loss is not None else s.train_loss
+        model = self.acc.unwrap_model(self.model)
         cp = self.ckpts.save(
-            model=self.acc.unwrap_model(self.model),
+            model=model,
             tokenizer=self.tokenizer,
             loop_state=s.to_dict(),
             tensors_state={
@@ -484,6 +560,9 @@ class Trainer:
                 "skill_level": getattr(quest, "level", None),
                 "total_examples_trained": s.examples_trained,
             },
+            hero=hero_mapping(
+                model, preset=self.preset, profile=self.profile.kind, base_model=self.base_model
+            ),
         )
         self.reporter.emit(
             "checkpoint.saved",

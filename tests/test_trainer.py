@@ -51,6 +51,7 @@ CKPT_FILES = {
     "trainer_state.pt",
 }
 SIDECAR_KEYS = {
+    "hero",  # preset, profile, base model and its digest, trainable and total parameters
     "step",
     "timestamp",
     "train_loss",
