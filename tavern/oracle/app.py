@@ -34,6 +34,7 @@ import orjson
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from arena.adapters import is_adapter_checkpoint
 from arena.inference import chat_prompt_ids
 from tavern.auth import TOKEN_HEADER, is_loopback
 from tavern.oracle import protocol as P
@@ -348,7 +349,7 @@ def reload_target(o: Oracle, path: Path) -> Target:
             type="permission_error",
             param="model_path",
         )
-    if not (real / "config.json").is_file():
+    if not (real / "config.json").is_file() and not is_adapter_checkpoint(real):
         raise P.OracleError(
             404, f"no checkpoint at {str(path)!r}", param="model_path", code="model_not_found"
         )

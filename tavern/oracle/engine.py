@@ -4,7 +4,9 @@ A request becomes one `Job` per prompt. The batcher takes the oldest waiting job
 `oracle.batch_window_ms` for others with the same key (same loaded model, same sampling settings; a
 request with a `seed` runs alone, so its seed means what it says), and runs up to `oracle.max_batch` of
 them as one left-padded batch: every step then costs one forward over one new position per row, with
-the KV cache. Batches run one at a time, which on a CPU is what the cores can do anyway.
+the KV cache. Batches run one at a time, which on a CPU is what the cores can do anyway. Adapter
+checkpoints of one base share its model, so their key also names the adapter: a batch runs one
+adapter, selected (under the base's lock) for the whole `generate` by `Loaded.selected`.
 
 `BatchDriver` rides inside `generate` as its stopping criterion (transformers calls it once per step
 with the new tokens, before it would stream them): it decodes each row's new token incrementally, cuts
@@ -66,6 +68,8 @@ class Job:
         sample = self.temperature is not None and self.temperature > 0
         return (
             id(self.entry.model),
+            # Adapters of one base share its model: one batch runs one adapter (the base's active one).
+            getattr(self.entry, "adapter", None),
             sample,
             self.temperature if sample else None,
             self.top_p if sample else None,
@@ -291,7 +295,13 @@ class Engine:
         if not live:
             return
         first = live[0]
-        model, tok = first.entry.model, first.entry.tokenizer
+        # An adapter checkpoint's batch holds its base (its adapter selected) for the whole generate.
+        with first.entry.selected() as model:
+            self._generate(live, model)
+
+    def _generate(self, live: list[Job], model) -> None:
+        first = live[0]
+        tok = first.entry.tokenizer
         device = next(model.parameters()).device
         ids, mask = left_pad([j.prompt_ids for j in live], tok.pad_token_id)
         recorder = LogprobRecorder() if any(j.top_logprobs is not None for j in live) else None

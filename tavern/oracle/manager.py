@@ -12,22 +12,36 @@
   `StillLoading` (the app answers 503 + Retry-After, or a stream's `: loading` lines).
 - A checkpoint in use (`active` > 0) is never swapped over or evicted; an unload takes it out of the
   table at once, and its memory goes when its last generation ends.
+- Adapter checkpoints (a LoRA's `adapter_config.json` + `adapter_model.safetensors`, no full weights)
+  share their base as vLLM's LoRA serving does: bases are kept by the base folder's resolved path and
+  config, the first adapter of a base loads it once ("base") and wraps it as a PeftModel, each further
+  adapter is added to that PeftModel ("adapter"). Each adapter is a loaded checkpoint of its own (LRU,
+  keep_alive, `active`, max_loaded); a batch selects its adapter under the base's lock (`selected`),
+  and the engine never mixes two adapters in one batch. The last adapter of a base to go frees it.
+
+Owns what is in memory and how it got there; it never writes checkpoints or the vault (ids.py reads
+the vault, the engine runs the batches).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from arena.adapters import adapter_base, is_adapter_checkpoint
 from arena.inference import (
     architecture_key,
     ensure_pad,
@@ -36,6 +50,7 @@ from arena.inference import (
     read_weights,
     swap_weights,
 )
+from tavern.oracle.bases import Base, base_key
 from tavern.oracle.ids import Target
 from tavern.oracle.protocol import OracleError, StillLoading
 
@@ -64,15 +79,36 @@ class Loaded:
     model: Any
     tokenizer: Any
     keep_alive_s: float
-    how: str  # build | copy | swap: how its model came to be
+    how: str  # build | copy | swap | adapter: how its model came to be
     load_s: float
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     active: int = 0
     requests: int = 0
+    adapter: str | None = None  # the peft adapter name, for an adapter checkpoint
+    base: Base | None = None  # the shared base it runs on, for an adapter checkpoint
+    adapter_bytes: int = 0
+    dropped: bool = False  # out of the table; an adapter still in use is deleted at its last release
+    retired: bool = False  # its adapter was taken off its base
+
+    @contextmanager
+    def selected(self) -> Iterator[Any]:
+        """The model, ready to generate this checkpoint: for an adapter, the base's lock is held (one
+        batch, or one adapter load, on a base at a time) and its adapter is the active one."""
+        if self.base is None:
+            yield self.model
+            return
+        with self.base.lock:
+            if self.base.active_adapter != self.adapter:
+                # inference_mode keeps the adapter's weights frozen (peft would make them trainable).
+                self.model.set_adapter(self.adapter, inference_mode=True)
+                self.base.active_adapter = self.adapter
+            yield self.model
 
     @property
     def param_bytes(self) -> int:
+        if self.base is not None:
+            return self.adapter_bytes  # the base's memory is counted once, in the manager's status
         tensors = {t.data_ptr(): t for t in [*self.model.parameters(), *self.model.buffers()]}
         return sum(t.numel() * t.element_size() for t in tensors.values())
 
@@ -96,6 +132,11 @@ class Loaded:
             "requests": self.requests,
             "how": self.how,
             "load_s": round(self.load_s, 4),
+            **(
+                {"base": str(self.base.path), "base_memory_bytes": self.base.memory_bytes}
+                if self.base is not None
+                else {}
+            ),
         }
 
 
@@ -112,7 +153,10 @@ class ModelManager:
         self._tok_keys: dict[str, tuple[tuple, str]] = {}  # folder -> (files' size/mtime, digest)
         self._tok_lock = threading.Lock()
         self._stop = threading.Event()
-        self.loads = {"build": 0, "copy": 0, "swap": 0}
+        self._bases: dict[str, Base] = {}  # key (resolved folder + config) -> the base adapters share
+        self._base_loading: set[str] = set()
+        self._adapter_seq = itertools.count(1)
+        self.loads = {"build": 0, "copy": 0, "swap": 0, "base": 0, "adapter": 0}
         if start_reaper:
             threading.Thread(target=self._reap, name="oracle-reaper", daemon=True).start()
 
@@ -152,6 +196,8 @@ class ModelManager:
                 entry.keep_alive_s = keep_alive_s
             if entry.active == 0 and entry.keep_alive_s == 0 and self._loaded.get(entry.name) is entry:
                 self._drop(entry.name, "keep_alive 0")
+            elif entry.active == 0 and entry.dropped and entry.base is not None:
+                self._retire_adapter(entry)  # unloaded while it generated: its adapter goes now
             self._cv.notify_all()
 
     def is_loaded(self, name: str) -> bool:
@@ -175,6 +221,8 @@ class ModelManager:
         """The checkpoint's tokenizer, shared by every checkpoint whose tokenizer files are identical."""
         from transformers import AutoTokenizer
 
+        if not any((Path(path) / n).is_file() for n in TOKENIZER_FILES) and is_adapter_checkpoint(path):
+            path = adapter_base(path)  # an adapter saved without a tokenizer speaks its base's
         files = [Path(path) / n for n in TOKENIZER_FILES if (Path(path) / n).is_file()]
         stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
         with self._tok_lock:
@@ -204,14 +252,18 @@ class ModelManager:
         with self._cv:
             loaded = [e.to_dict() for e in reversed(self._loaded.values())]  # most recent first
             loading = [{"model": n, "since": t} for n, t in self._loading.items()]
+            bases = [b.to_dict() for b in self._bases.values()]
+        # An adapter's memory_bytes is its own weights; the base they share is counted once.
+        models_bytes = sum(e["memory_bytes"] for e in loaded) + sum(b["memory_bytes"] for b in bases)
         out: dict[str, Any] = {
             "loaded": loaded,
             "loading": loading,
+            "bases": bases,
             "max_loaded": self.cfg.max_loaded,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
             "loads": dict(self.loads),
-            "memory": {"rss_bytes": _rss_bytes(), "models_bytes": sum(e["memory_bytes"] for e in loaded)},
+            "memory": {"rss_bytes": _rss_bytes(), "models_bytes": models_bytes},
         }
         if self.device.type == "cuda":
             out["memory"]["cuda_allocated_bytes"] = torch.cuda.memory_allocated(self.device)
@@ -234,33 +286,20 @@ class ModelManager:
     def _load(self, target: Target, keep_alive_s: float | None) -> None:
         t0 = time.perf_counter()
         try:
-            arch = architecture_key(target.path)
-            tokenizer = self.tokenizer(target.path)
-            with self._cv:
-                donor, how = self._donor(arch)
-            if how == "build":
-                model, _ = load_checkpoint_hero(target.path, device=self.device, dtype=self.dtype)
-                model.eval()
+            if is_adapter_checkpoint(target.path):
+                entry = self._load_adapter(target)
             else:
-                model = donor if how == "swap" else copy.deepcopy(donor)
-                swap_weights(model, read_weights(target.path, self.device))
-            _generation_config(model, target.path)
-            entry = Loaded(
-                name=target.name,
-                asset_id=target.asset_id,
-                path=target.path,
-                arch=arch,
-                model=model,
-                tokenizer=tokenizer,
-                keep_alive_s=self.cfg.keep_alive_s if keep_alive_s is None else keep_alive_s,
-                how=how,
-                load_s=time.perf_counter() - t0,
-            )
+                entry = self._load_full(target)
+            entry.keep_alive_s = self.cfg.keep_alive_s if keep_alive_s is None else keep_alive_s
+            entry.load_s = time.perf_counter() - t0
             with self._cv:
                 self._loaded[target.name] = entry
-                self.loads[how] += 1
+                self.loads[entry.how] += 1
+                if entry.base is not None:
+                    entry.base.adapters.add(entry.name)
+                    entry.base.pending -= 1
                 self._evict_over_capacity(keep=target.name)
-            log.info("loaded %s (%s) in %.3f s", target.name, how, entry.load_s)
+            log.info("loaded %s (%s) in %.3f s", target.name, entry.how, entry.load_s)
         except Exception as exc:  # the waiting request reports it; the server keeps serving
             log.exception("loading %s failed", target.name)
             with self._cv:
@@ -269,6 +308,108 @@ class ModelManager:
             with self._cv:
                 self._loading.pop(target.name, None)
                 self._cv.notify_all()
+
+    def _load_full(self, target: Target) -> Loaded:
+        arch = architecture_key(target.path)
+        tokenizer = self.tokenizer(target.path)
+        with self._cv:
+            donor, how = self._donor(arch)
+        if how == "build":
+            model, _ = load_checkpoint_hero(target.path, device=self.device, dtype=self.dtype)
+            model.eval()
+        else:
+            model = donor if how == "swap" else copy.deepcopy(donor)
+            swap_weights(model, read_weights(target.path, self.device))
+        _generation_config(model, target.path)
+        return Loaded(target.name, target.asset_id, target.path, arch, model, tokenizer, 0.0, how, 0.0)
+
+    # ---- adapters on shared bases -------------------------------------------------------------------
+    def _load_adapter(self, target: Target) -> Loaded:
+        """The adapter checkpoint added to its base's PeftModel (the base loaded first if need be)."""
+        base_path = adapter_base(target.path)
+        tokenizer = self.tokenizer(target.path)
+        base = self._base_for(base_path)  # counts this load in base.pending
+        try:
+            # A fresh name per load: an unloaded adapter still finishing a batch keeps its own.
+            name = f"{re.sub(r'[^0-9A-Za-z_]', '_', target.name)}_{next(self._adapter_seq)}"
+            own = base.add_adapter(target.path, name, self.device)
+        except Exception:
+            with self._cv:
+                base.pending -= 1
+                self._maybe_free_base(base)
+            raise
+        return Loaded(
+            target.name,
+            target.asset_id,
+            target.path,
+            f"adapter:{base.key}",  # never an architecture a full checkpoint could swap into
+            base.model,
+            tokenizer,
+            0.0,
+            "adapter",
+            0.0,
+            adapter=name,
+            base=base,
+            adapter_bytes=own,
+        )
+
+    def _base_for(self, path: Path) -> Base:
+        """The loaded base at `path` (loading it, once, when no adapter uses it yet), with this
+        caller counted in its `pending` so it is not freed before the adapter joins it."""
+        path = Path(path).resolve()
+        key = base_key(path)
+        with self._cv:
+            while True:
+                base = self._bases.get(key)
+                if base is not None:
+                    base.pending += 1
+                    return base
+                if key not in self._base_loading:  # nobody else loads it: this thread does
+                    self._base_loading.add(key)
+                    break
+                self._cv.wait()
+        try:
+            base = Base.load(key, path, self.device, self.dtype)
+            base.pending = 1
+        except BaseException:
+            with self._cv:
+                self._base_loading.discard(key)
+                self._cv.notify_all()  # a waiting load of this base tries it itself
+            raise
+        with self._cv:  # in the same hold as the table: a waiter sees the base, never neither
+            self._bases[key] = base
+            self.loads["base"] += 1
+            self._base_loading.discard(key)
+            self._cv.notify_all()
+        log.info("loaded base %s in %.3f s", path, base.load_s)
+        return base
+
+    def _retire_adapter(self, entry: Loaded) -> None:
+        """An adapter out of the table with no generation left: remove it from its base, or free the
+        base when it was the last; called with the lock held."""
+        base = entry.base
+        if base is None or entry.adapter is None or entry.name not in base.adapters or entry.retired:
+            return
+        entry.retired = True
+        base.adapters.discard(entry.name)
+        if not self._maybe_free_base(base):
+            # Others still use the base: delete this adapter from it, under the base's lock (a batch
+            # of another adapter may hold it for seconds; the manager's lock must not wait for that).
+            threading.Thread(
+                target=base.delete_adapter, args=(entry.adapter,), name="oracle-adapter-rm", daemon=True
+            ).start()
+
+    def _maybe_free_base(self, base: Base) -> bool:
+        """Free the base when no adapter uses it or is joining it; called with the lock held."""
+        if base.adapters or base.pending > 0:
+            return False
+        if self._bases.get(base.key) is base:
+            del self._bases[base.key]
+        log.info("freeing base %s: no adapter uses it", base.path)
+        if self.device.type == "cuda":
+            base.model = None
+            torch.cuda.empty_cache()
+        return True
 
     def _donor(self, arch: str) -> tuple[Any, str]:
         """(model, how) for a new checkpoint of `arch`; called with the lock held.
@@ -301,6 +442,11 @@ class ModelManager:
 
     def _free(self, entry: Loaded, why: str) -> None:
         log.info("unloading %s: %s", entry.name, why)
+        entry.dropped = True
+        if entry.base is not None:
+            if entry.active == 0:
+                self._retire_adapter(entry)
+            return  # else its last release retires it
         if self.device.type == "cuda" and entry.active == 0:
             entry.model = None
             torch.cuda.empty_cache()
