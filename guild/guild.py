@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guild import evalsets, planner, progression
+from guild import evalsets, planner, progression, verify
 from guild.client import EVAL_SEED, SkillClient, open_skill
 from guild.sizing import ExampleSizes, TokenCounter
 from guild.skills import SkillError, SkillSpec, list_skills, load_skill, ready_for
@@ -30,8 +31,17 @@ if TYPE_CHECKING:
     from sentinels.realm import Realm
 
 log = logging.getLogger(__name__)
+VERIFY_SEED_OFFSET = 1_000_003  # verify problems come from another seed than the quest's direct part
 ANSWER_MARGIN = 16  # tokens of eval budget beyond the longest expected answer
 QUEST_SEQ = "guild.quest_seq"
+
+
+def _line(skill: str, level: int, prompt: str, answer: str, **extra: Any) -> str:
+    """One quest line (skill_v1): the problem as the user turn, the answer as the assistant's."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+    return json.dumps(
+        {"messages": messages, "metadata": {"skill": skill, "level": level, **extra}}, ensure_ascii=False
+    )
 
 
 def skill_catalog(cfg: GuildConfig) -> dict[str, SkillSpec | None]:
@@ -285,6 +295,28 @@ class Guild:
         }
         return planner.record(self.store, inputs, action), action
 
+    def _lines(self, skill: str, level: int, n: int, seed: int) -> list[str]:
+        """`n` generated problems of a level as distinct quest lines, that skill's evals kept out."""
+        if n <= 0:
+            return []
+        banned = evalsets.quarantine_set(self.home_root, skill)
+        items = self.client(skill).generate(level, n, seed, banned)
+        return list(dict.fromkeys(_line(skill, it["level"], it["prompt"], it["expected"]) for it in items))
+
+    def _verify_lines(self, skill: str, level: int, n: int, seed: int, wrong: list[dict]) -> list[str]:
+        """`n` verify examples on fresh problems of the level (guild/verify.py: eval prompts never
+        appear; the hero's wrong answers are moved onto other problems, or dropped if they leak)."""
+        banned = evalsets.quarantine_set(self.home_root, skill)
+        # Twice the problems needed, from another seed than the direct part: a leaking candidate is
+        # dropped, and few distinct problems at low levels would otherwise repeat the direct ones.
+        problems = self.client(skill).generate(level, 2 * n, seed + VERIFY_SEED_OFFSET, banned)
+        rng = random.Random(f"verify:{skill}:{level}:{seed}")
+        client = self.client(skill)
+        built = verify.build(problems, wrong, client.score, banned, rng)[:n]
+        return list(
+            dict.fromkeys(_line(skill, v["level"], v["prompt"], v["answer"], kind="verify") for v in built)
+        )
+
     def _next_seed(self) -> int:
         seq = self.store.increment_state(QUEST_SEQ)
         if seq == EVAL_SEED:
@@ -307,36 +339,37 @@ class Guild:
                 count - sum(mix.values()) - sum(sum(m.values()) for m in review.values())
             )
         seed = self._next_seed()
-        # Each skill's own quarantine: a review part of another skill must not leak that skill's evals.
-        parts = [(skill_id, lv, n) for lv, n in sorted(mix.items())]
+        training = action["training_level"]
+        # Verify examples take their share of the direct part, where the hero's evals at this level
+        # have wrong answers to show (guild/verify.py); until then the direct part keeps it.
+        n_verify = 0
+        wrong = verify.wrong_answers(self.store, skill_id, training) if self.cfg.verify_share else []
+        if wrong:
+            n_verify = round(mix[training] * self.cfg.verify_share)
+            mix[training] -= n_verify
+        # Low levels have few distinct problems (BIN L1: 26 after quarantine), and intake drops exact
+        # duplicates, so the quest holds each problem once and asks for enough passes (`epochs` in the
+        # sidecar) to train about what the planner asked for. The direct part sets the epochs; every
+        # other part (review, verify) then writes ceil(planned / epochs) distinct items, so after the
+        # passes each part trained about its planned share (written at full count, a 20% part would
+        # be multiplied by the direct part's epochs).
+        direct = self._lines(skill_id, training, mix[training], seed)
+        epochs = max(1, min(1000, -(-mix[training] // max(1, len(direct)))))
+        lines, written = list(direct), {"direct": len(direct), "review": {}, "verify": 0}
+        parts = [(skill_id, lv, n) for lv, n in sorted(mix.items()) if lv != training]
         parts += [(s, lv, n) for s, m in review.items() for lv, n in sorted(m.items())]
-        items = []
         for s, lv, n in parts:
-            if n > 0:
-                banned = evalsets.quarantine_set(self.home_root, s)
-                items += [it | {"skill": s} for it in self.client(s).generate(lv, n, seed, banned)]
-        lines = [
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": it["prompt"]},
-                        {"role": "assistant", "content": it["expected"]},
-                    ],
-                    "metadata": {"skill": it["skill"], "level": it["level"]},
-                },
-                ensure_ascii=False,
-            )
-            for it in items
-        ]
-        # Low levels have few distinct problems (BIN L1: 26 after quarantine), and intake drops
-        # exact duplicates, so the quest holds each problem once and asks for enough passes
-        # (`epochs` in the sidecar) to train about as many examples as the planner asked for.
+            got = self._lines(s, lv, -(-n // epochs), seed)
+            written["review"][f"{s}:{lv}"] = len(got)
+            lines += got
+        if n_verify:
+            got = self._verify_lines(skill_id, training, -(-n_verify // epochs), seed, wrong)
+            written["verify"] = len(got)
+            lines += got
         lines = list(dict.fromkeys(lines))
-        planned = sum(mix.values()) + sum(sum(m.values()) for m in review.values())
-        epochs = max(1, min(1000, -(-planned // max(1, len(lines)))))
         inbox = Path(inbox)
         inbox.mkdir(parents=True, exist_ok=True)
-        level = action["training_level"]
+        level = training
         stem = f"guild-{skill_id}-L{level:02d}-s{seed:06d}-{time.strftime('%Y%m%d-%H%M%S')}"
         path = inbox / f"{stem}.jsonl"
         sidecar = inbox / f"{stem}.jsonl.meta.json"
@@ -352,6 +385,8 @@ class Guild:
             "source": "guild",
             "level_mix": {str(k): v for k, v in sorted(mix.items())},
             "review_mix": {s: {str(k): v for k, v in sorted(m.items())} for s, m in review.items()},
+            "verify": n_verify,
+            "written": written,
             "planner_decision": decision_id,
             "provenance": self.client(skill_id).info().get("provenance", {}),
         }
@@ -366,7 +401,7 @@ class Guild:
                 (path.name, decision_id),
             )
         self.events.emit(
-            "guild.quest_written", file=path.name, skill=skill_id, level=level, count=len(items), seed=seed
+            "guild.quest_written", file=path.name, skill=skill_id, level=level, count=len(lines), seed=seed
         )
-        log.info("wrote idle quest %s (%d examples)", path, len(items))
+        log.info("wrote idle quest %s (%d lines x %d epochs)", path, len(lines), epochs)
         return path

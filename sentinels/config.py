@@ -207,6 +207,9 @@ class GuildConfig(_Section):
     """Compute cap of an idle quest at count factor 1, in tokens: a skill with long examples (SY) gets
     fewer of them, so one quest never holds the trainer for long. Short ones (BIN) stay at
     idle_quest_size examples."""
+    verify_share: Fraction = 0.0
+    """Share of an idle quest's direct examples given to verify examples (the hero's eval mistakes,
+    guild/verify.py) once it has wrong answers at that level; the original kept 0.2."""
     train_unready: bool = False
     """Also schedule skills whose `needs` the hero lacks (SY for DIO); they are listed either way."""
 
