@@ -8,6 +8,7 @@ lora profile (adapter_config.json + adapter_model.safetensors, no model.safetens
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -198,6 +199,23 @@ def test_a_forced_removal_goes_past_the_dependants_and_says_so(realm, tmp_path):
     # The adapters still say what they need, and that nothing holds it any more.
     needs = keeper.asset(100)["needs"]
     assert [(d["asset_id"], d["live"]) for d in needs] == [("checkpoint_50", False)]
+
+
+def test_the_cli_says_when_force_went_past_dependants(realm, tmp_path):
+    checkpoint_base(realm, tmp_path)
+    keeper = VaultKeeper(realm)
+    from vault.zones import add_zone
+
+    # `realm vault remove --force` of the base's home copy goes through and warns on stderr.
+    (tmp_path / "nas").mkdir()
+    add_zone(realm.store, "nas", str(tmp_path / "nas"))
+    keeper.push("checkpoint_50", "nas")
+    proc = vault_cli(realm.home.root, "remove", "checkpoint_50", "nas", "--force", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "needed_by" not in json.loads(proc.stdout)  # a spare copy: nobody was forced past
+    keeper.push("checkpoint_50", "nas")
+    proc = vault_cli(realm.home.root, "remove", "checkpoint_50", "local", "--force")
+    assert proc.returncode == 0 and "warning: removed although checkpoint_100, checkpoint_200" in proc.stderr
 
 
 def test_a_database_from_before_the_dependency_table_gains_it(tmp_path):

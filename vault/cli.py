@@ -470,6 +470,8 @@ def remove(ctx, asset, zone_name, force, as_json, home):
         emit_json(res)
     else:
         click.echo(f"{res['asset_id']}: removed from {res['zone']}")
+        if res.get("warning"):
+            click.echo(f"warning: {res['warning']}", err=True)
 
 
 @vault.command()

@@ -53,6 +53,7 @@ class VaultUnavailable(VaultAPIError):
 
 def _typed(status: int, body: dict[str, Any]) -> Exception:
     from vault import zones
+    from vault.deps import DependencyError
 
     kind, msg = body.get("type"), str(body.get("message") or "")
     if kind == "AssetNotFound":
@@ -60,6 +61,7 @@ def _typed(status: int, body: dict[str, Any]) -> Exception:
     simple: dict[str, type[Exception]] = {
         "AliasError": AliasError,
         "LastCopyError": LastCopyError,
+        "DependencyError": DependencyError,
         "LedgerError": LedgerError,
         "ZoneNotFound": zones.ZoneNotFound,
         "UnsafePath": zones.UnsafePath,

@@ -451,9 +451,12 @@ def remove(keeper_or_catalog: Any, ref: str, zone: str, *, force: bool = False) 
     if loc is None:
         raise TransferError(f"zone {zone!r} holds no copy of {asset.id}")
     z = open_zone(catalog.store, zone)
-    catalog.remove_location(asset.id, zone, force=force)
+    overrode = catalog.remove_location(asset.id, zone, force=force)
     z.delete(safe_relpath(loc.path))
-    return {"asset_id": asset.id, "zone": zone, "path": loc.path, "removed": True}
+    out = {"asset_id": asset.id, "zone": zone, "path": loc.path, "removed": True}
+    if overrode:  # --force went past assets that need this one: say so, never silently
+        out |= {"needed_by": overrode, "warning": f"removed although {', '.join(overrode)} need it"}
+    return out
 
 
 def local_path(keeper_or_catalog: Any, asset_id: str) -> Path | None:
