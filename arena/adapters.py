@@ -153,21 +153,27 @@ def lora_targets(model, wanted) -> list[str]:
     return found
 
 
-def apply_profile(model, choice, hero_cfg):
-    """`model` ready to train under `choice`: gradient checkpointing when hero.gradient_checkpointing,
-    and for lora/qlora a peft LoRA wrapper (hero.lora: rank, alpha, dropout, target modules)."""
-    adapters = choice.kind in ADAPTER_PROFILES
-    if choice.kind == "qlora":
+def _prepare_base(model, kind: str, hero_cfg, *, adapters: bool):
+    """Ready a base for training under its profile: a 4-bit base gets peft's k-bit preparation (norms
+    in fp32, inputs that require grad, checkpointing as asked); any other, checkpointing if asked."""
+    if kind == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        # Casts norms to fp32 and makes inputs require grad, as 4-bit training needs.
-        model = prepare_model_for_kbit_training(
+        return prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=hero_cfg.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    elif hero_cfg.gradient_checkpointing:
+    if hero_cfg.gradient_checkpointing:
         enable_checkpointing(model, adapters=adapters)
+    return model
+
+
+def apply_profile(model, choice, hero_cfg):
+    """`model` ready to train under `choice`: gradient checkpointing when hero.gradient_checkpointing,
+    and for lora/qlora a peft LoRA wrapper (hero.lora: rank, alpha, dropout, target modules)."""
+    adapters = choice.kind in ADAPTER_PROFILES
+    model = _prepare_base(model, choice.kind, hero_cfg, adapters=adapters)
     if not adapters:
         return model
     from peft import LoraConfig, get_peft_model
@@ -209,7 +215,9 @@ def build_optimizer(model, training_cfg, hero_cfg, *, device=None) -> torch.opti
     kw = {"lr": training_cfg.learning_rate, "betas": (0.9, 0.95)}
     kind = getattr(hero_cfg, "optimizer", "adamw")
     if kind == "adamw":
-        return torch.optim.AdamW(groups, **kw)
+        # Fused on CUDA (one kernel for every parameter, as HF Trainer's default); foreach elsewhere.
+        fused = device is not None and torch.device(device).type == "cuda"
+        return torch.optim.AdamW(groups, **kw, **({"fused": True} if fused else {}))
     require_cuda(f"hero.optimizer {kind}", device, "use optimizer adamw")
     bnb = _bitsandbytes(f"hero.optimizer {kind}")
     cls = bnb.optim.PagedAdamW8bit if kind == "paged_adamw_8bit" else bnb.optim.AdamW8bit
@@ -300,16 +308,7 @@ def load_adapter_hero(
     load_kind = kind if trainable else "lora"
     model = load_base(base_path, _Kind(load_kind), device if trainable else None, dtype)
     if trainable and hero_cfg is not None:
-        if load_kind == "qlora":
-            from peft import prepare_model_for_kbit_training
-
-            model = prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=hero_cfg.gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
-        elif hero_cfg.gradient_checkpointing:
-            enable_checkpointing(model, adapters=True)
+        model = _prepare_base(model, load_kind, hero_cfg, adapters=True)
     model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     if not trainable:
         model.eval()

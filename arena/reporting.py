@@ -279,6 +279,10 @@ class Reporter:
         if force or now - self._last_step_event >= self.interval_s:
             self.store.set_state("battle", {**self.battle, "updated": time.time()})
 
+    def due(self) -> bool:
+        """Whether the next `step` would be written (the throttle's interval has passed)."""
+        return self.enabled and time.monotonic() - self._last_step_event >= self.interval_s
+
     def step(self, payload: dict[str, Any], hero: dict[str, Any], force: bool = False) -> bool:
         """A step event + battle and hero state, throttled together; True when written."""
         if not self.enabled:

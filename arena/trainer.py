@@ -211,6 +211,9 @@ class Trainer:
             overlong=self.cfg.overlong,
         )
         self._speed: deque[tuple[float, int, int]] = deque(maxlen=20)  # (seconds, tokens, examples)
+        # Step losses not yet read from the device (CUDA defers them to logged steps; see fight).
+        self.defer_loss = accelerator.device.type == "cuda"
+        self._pending_losses: list[float | torch.Tensor] = []
 
     def _resume_hero(self, latest: Checkpoint):
         """The hero of the latest checkpoint, ready to train on: a full checkpoint as it was saved, an
@@ -415,6 +418,8 @@ class Trainer:
                 last_step = epoch_end and s.quest_epoch == epochs - 1
                 # ---- control: pause/resume/stop/skip take effect between steps
                 action = self._sync(poll() if self.main else None)
+                if action:
+                    self._take_losses()
                 if action in ("stop", "skip"):
                     return self._halt(quest, data, action)
                 if action == "preempt":
@@ -423,21 +428,36 @@ class Trainer:
                     )
                     return "preempted"
                 t0 = time.monotonic()
-                loss = self.train_step(rows)
+                step_loss = self.train_step(rows, defer=self.defer_loss)
                 s.step += 1
                 span = [s.quest_epoch, s.quest_offset, rows[-1].end]
                 s.quest_offset = rows[-1].end
                 n_ex, n_tok = sum(r.examples for r in rows), sum(len(r.ids) for r in rows)
                 s.examples_trained += n_ex
                 s.tokens_trained += n_tok
-                s.recent_losses = [*s.recent_losses[-19:], loss]
-                s.train_loss = sum(s.recent_losses) / len(s.recent_losses)
+                # On CUDA the loss stays on the device until a step that reports, evals, saves or
+                # stops reads them all at once: one sync per logged step, not one per step.
+                report = last_step or first or rep.due()
+                self._pending_losses.append(step_loss)
+                if (
+                    not self.defer_loss
+                    or report
+                    or len(self._pending_losses) >= 20
+                    or (
+                        s.step % cfg.eval_every == 0
+                        or s.step % cfg.save_steps == 0
+                        or (max_steps is not None and s.step >= max_steps)
+                    )
+                ):
+                    self._take_losses()
                 self._speed.append((time.monotonic() - t0, n_tok, n_ex))
                 # ---- periodic: step event + published state (throttled)
                 done = s.quest_epoch * n_train + s.quest_offset
                 # The battle's last step always reports, so its end is seen exactly (benches time it).
-                payload = self._step_payload(quest, loss, done, n_train, t_start, ex_start)
-                rep.step({**payload, "span": span}, self.hero(), force=last_step or first)
+                if report or not self.defer_loss:
+                    loss = s.recent_losses[-1]
+                    payload = self._step_payload(quest, loss, done, n_train, t_start, ex_start)
+                    rep.step({**payload, "span": span}, self.hero(), force=last_step or first)
                 first = False
                 # ---- periodic: guild eval hook
                 if s.step % cfg.eval_every == 0 and not last_step:
@@ -448,6 +468,7 @@ class Trainer:
                 if max_steps is not None and s.step >= max_steps and not last_step:
                     return self._halt(quest, data, "stop")
             s.quest_epoch, s.quest_offset = s.quest_epoch + 1, 0
+        self._take_losses()
         # ---- last step of the battle: validation, eval, checkpoint, then the quest is done
         s.val_loss = self.val_loss(data.val) if self.main else None
         s.quest_done = True
@@ -456,6 +477,17 @@ class Trainer:
         self.save(quest, data)
         crash_point("battle_end")
         return "completed"
+
+    def _take_losses(self) -> None:
+        """Move the pending step losses into the loop state (on CUDA: the one device read)."""
+        if not self._pending_losses:
+            return
+        pending = self._pending_losses
+        values = torch.stack(pending).tolist() if self.defer_loss else [float(x) for x in pending]
+        pending.clear()
+        s = self.state
+        s.recent_losses = [*s.recent_losses, *values][-20:]
+        s.train_loss = sum(s.recent_losses) / len(s.recent_losses)
 
     def _halt(self, quest, data: QuestData, action: str) -> str:
         if action == "stop":

@@ -28,8 +28,11 @@ v4 (now) adds three rules to v2, each kept off the path that masters BIN L1 in a
     in the hero's tokens per example (measured by guild/sizing.py). BIN examples are short, so the
     example count (idle_quest_size) still binds there; an SY puzzle is ~10x longer, so an SY quest
     that was 4,096 examples (~700 steps, ~13 minutes on 2 cores) is now ~900 (~130 steps).
-  - probes: a skill with no eval yet gets a x0.25 quest first, then the gap rule sizes the next one
-    from what that eval showed.
+  - probes: where several skills are scheduled, one with no eval yet gets a x0.25 quest first, then
+    the gap rule sizes the next one from what that eval showed. A probe decides how to share the
+    compute between skills; a realm with one scheduled skill (a default realm with DIO, where SY
+    waits) has nothing to share, and a probe there only delayed BIN L1 (measured: step 1,360 against
+    ~730 without, docs/PERFORMANCE.md).
   - review from every skill: the review share is spread over the last REVIEW_LEVELS mastered levels
     of every scheduled skill (a 512-example SY quest took BIN from 0.8 to 0 in a v1 realm), in equal
     tokens per (skill, level); `review_mix` in the decision records what each got.
@@ -126,7 +129,7 @@ def decide(
         raise ValueError("no active skills to plan for; set guild.skills in configs/realm.yaml")
     pool = [v for v in views if v.due] or views
     best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
-    probe = best.probe
+    probe = best.probe and len(views) > 1
     factor = 0.25 if best.stalled or probe else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
     action: dict[str, Any] = {

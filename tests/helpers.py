@@ -198,3 +198,44 @@ def assert_ledger_matches_folders(home: Path) -> None:
         assert (home / "models" / name / ".ledger.json").is_file(), name
     live = {r["name"] for r in query(home, "SELECT name FROM checkpoints WHERE deleted = 0")}
     assert live == folders
+
+
+def dio_tokenizer():
+    """DIO's byte-level tokenizer (no download), for tests that build their own tiny HF models."""
+    from arena.hero import HeroSpec, byte_tokenizer
+
+    return byte_tokenizer(HeroSpec.read(REPO / "configs" / "heroes" / "dio.yaml").tokenizer)
+
+
+def tiny_qwen3(tok, *, seed: int = 0, max_positions: int = 512, **config):
+    """A tiny Qwen3 causal LM (hidden 32, 2 layers, 4 heads of 8, 2 KV heads) over `tok`'s vocabulary,
+    initialised from `seed`; `config` overrides any Qwen3Config field."""
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(
+        **{
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "max_position_embeddings": max_positions,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "bos_token_id": None,
+            **config,
+        }
+    )
+    torch.manual_seed(seed)
+    return Qwen3ForCausalLM(cfg)
+
+
+def save_tiny_hf(folder: Path, *, seed: int = 0, max_positions: int = 512) -> Path:
+    """A tiny Qwen3 model folder with DIO's tokenizer, saved as any HF user would (save_pretrained)."""
+    tok = dio_tokenizer()
+    tiny_qwen3(tok, seed=seed, max_positions=max_positions).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

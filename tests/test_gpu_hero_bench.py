@@ -104,3 +104,43 @@ def test_deferred_loss_is_the_loss(tmp_path):
     assert all(isinstance(x, float) for x in losses[False])
     assert all(isinstance(x, torch.Tensor) and x.dim() == 0 for x in losses[True])
     assert torch.stack(losses[True]).tolist() == pytest.approx(losses[False], rel=1e-6)
+
+
+def test_a_battle_with_deferred_losses_ends_in_the_same_state(tmp_path):
+    """The whole battle loop with CUDA's deferral forced on (on the CPU): the loop state's losses and
+    counters equal an undeferred battle's, and the last step still reports its loss."""
+    from types import SimpleNamespace
+
+    from arena.formatting import read_quest
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in bin_chats(120)), encoding="utf-8"
+    )
+    ends = {}
+    for defer in (False, True):
+        home = tmp_path / f"battle-{defer}"
+        home.mkdir()
+        realm, trainer = _trainer(home)
+        try:
+            trainer.defer_loss = defer
+            quest = SimpleNamespace(id=1, path=path, spec="chat_sft_v1", lineage={}, name="q.jsonl")
+            data = read_quest(path, "chat_sft_v1", trainer.formatter, seed=0, quest_id=1, val_fraction=0.0)
+            trainer.begin(quest)
+            assert trainer.fight(quest, data, lambda: None, lambda fn, step: None, None) == "completed"
+            s = trainer.state
+            last = realm.events.since(0, kinds=["step"], limit=10_000)[-1].payload
+            ends[defer] = (
+                s.step,
+                s.tokens_trained,
+                s.recent_losses,
+                s.train_loss,
+                last["step"],
+                last["loss"],
+            )
+            assert not trainer._pending_losses
+        finally:
+            realm.store.close()
+    assert ends[True][:2] == ends[False][:2] and ends[True][4] == ends[False][4]
+    assert ends[True][2] == pytest.approx(ends[False][2], rel=1e-6)
+    assert ends[True][5] == pytest.approx(ends[False][5], rel=1e-4)

@@ -126,11 +126,11 @@ def test_idle_quest_and_sidecar(realm):
         "source": "guild",
     }
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    # No eval yet: a probe, a quarter of the quest size (25 examples). Each distinct problem is written
-    # once and the sidecar asks for enough epochs to train about 25 examples.
+    # No eval yet: the planner doubles practice (200 examples); BIN is the only skill, so no probe.
+    # Each distinct problem is written once and the sidecar asks for enough epochs to train about 200.
     assert meta["count"] == len(lines) == len({json.dumps(x) for x in lines})
-    assert meta["level_mix"] == {"1": 25}
-    assert meta["count"] * meta["epochs"] >= 25 > meta["count"] * (meta["epochs"] - 1)
+    assert meta["level_mix"] == {"1": 200}
+    assert meta["count"] * meta["epochs"] >= 200 > meta["count"] * (meta["epochs"] - 1)
     assert isinstance(meta["seed"], int)
     assert sidecar.stat().st_mtime_ns <= path.stat().st_mtime_ns
     first = lines[0]

@@ -25,11 +25,11 @@ import yaml
 
 from arena import adapters, attention
 from arena.checkpoints import SavedTensors
-from arena.hero import HeroError, HeroSpec, byte_tokenizer, make_hero
+from arena.hero import HeroError, make_hero
 from arena.inference import load_checkpoint_hero, make_generate_fn
 from sentinels.config import HeroConfig, LoraConfig, TrainingConfig
 from sentinels.diskguard import checkpoint_need, tensor_bytes
-from tests.helpers import REPO, bin_chats, enqueue, events
+from tests.helpers import REPO, bin_chats, enqueue, events, save_tiny_hf
 from vault.identity import FileEntry, hash_file, list_files, tree_digest
 
 STEPS, STOP_AT = 12, 6
@@ -40,28 +40,7 @@ LORA = {"rank": 4, "alpha": 8, "dropout": 0.05}
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
     """A tiny Qwen3 base model folder with DIO's tokenizer, as any HF user would save one."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    tok = byte_tokenizer(HeroSpec.read(REPO / "configs" / "heroes" / "dio.yaml").tokenizer)
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config)
-    folder = tmp_path_factory.mktemp("base") / "tiny-qwen3"
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_hf(tmp_path_factory.mktemp("base") / "tiny-qwen3")
 
 
 def _home(root: Path, name: str, base: Path, profile: str) -> Path:

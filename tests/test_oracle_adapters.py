@@ -22,7 +22,7 @@ import torch
 
 from bench.oracle import start_oracle
 from tests.conftest import REPO
-from tests.helpers import free_port, stop, wait_until, write_home_config
+from tests.helpers import free_port, stop, tiny_qwen3, wait_until, write_home_config
 
 MAX_TOKENS = 8
 PROMPT = "Compute: add(①⓪, ①①)"
@@ -39,27 +39,15 @@ def _tokenizer():
 
 
 def _tiny_qwen3(tok, seed: int):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=BLOCKER_TOKENS + 512,
-        # A wide init gives peaked logits: greedy decoding in two processes (two thread counts, so
-        # two summation orders) then picks the same token, where near-uniform logits could tie.
+    # A wide init gives peaked logits: greedy decoding in two processes (two thread counts, so
+    # two summation orders) then picks the same token, where near-uniform logits could tie.
+    return tiny_qwen3(
+        tok,
+        seed=seed,
+        max_positions=BLOCKER_TOKENS + 512,
         initializer_range=0.5,
         tie_word_embeddings=True,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=None,
-    )
-    return Qwen3ForCausalLM(cfg).eval()
+    ).eval()
 
 
 def _adapter(base_dir: Path, seed: int):

@@ -74,11 +74,14 @@ def test_quests_are_capped_by_tokens_and_short_examples_keep_their_count():
 
 def test_a_skill_never_evaluated_is_probed_with_a_small_quest_first():
     size = lambda skill, level: 100.0  # noqa: E731
-    fresh = view("bin", 0, 1)
-    act = planner.decide([fresh], 2048, 0.2, 262144, size)
-    assert (act["probe"], act["count_factor"], act["count"]) == (True, 0.25, 512)
+    fresh, other = view("bin", 0, 1), view("sy", 0, 1, (0.2,), 4, since=0)
+    act = planner.decide([fresh, other], 2048, 0.2, 262144, size)
+    assert (act["skill"], act["probe"], act["count_factor"], act["count"]) == ("bin", True, 0.25, 512)
     # Once one eval is in, the gap rule sizes it (0.0: far from the bar, x2).
-    act = planner.decide([view("bin", 0, 1, (0.0,), 1)], 2048, 0.2, 262144, size)
+    act = planner.decide([view("bin", 0, 1, (0.0,), 1), other], 2048, 0.2, 262144, size)
+    assert (act["probe"], act["count"]) == (False, 4096)
+    # The only scheduled skill is not probed: there is no other skill to give the compute to.
+    act = planner.decide([fresh], 2048, 0.2, 262144, size)
     assert (act["probe"], act["count"]) == (False, 4096)
 
 

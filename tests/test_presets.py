@@ -44,7 +44,7 @@ from arena.profiles import (
     free_memory,
 )
 from sentinels.config import ConfigError, HeroConfig, RealmConfig, load_config
-from tests.helpers import REPO, run_realm
+from tests.helpers import REPO, run_realm, save_tiny_hf
 
 EXPECTED = {
     "qwen3-0.6b",
@@ -67,27 +67,8 @@ GB = 1e9
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> Path:
     """$REALM_MODELS with a tiny Qwen3 folder named as the qwen3-0.6b preset expects (Qwen3-0.6B)."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    tok = byte_tokenizer(HeroSpec.read(REPO / "configs" / "heroes" / "dio.yaml").tokenizer)
-    config = Qwen3Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        max_position_embeddings=256,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=None,
-    )
-    torch.manual_seed(0)
-    model = Qwen3ForCausalLM(config)
     root = tmp_path_factory.mktemp("models")
-    model.save_pretrained(root / "Qwen3-0.6B")
-    tok.save_pretrained(root / "Qwen3-0.6B")
+    save_tiny_hf(root / "Qwen3-0.6B", max_positions=256)
     return root
 
 
