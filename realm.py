@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -281,11 +283,14 @@ def logs(ctx, service, lines, follow, home):
         sys.exit(2)
     several = len(paths) > 1
     if follow:
-        try:
-            for name, line in follow_logs(paths, last=lines):
-                click.echo(f"{name}: {line}" if several else line)
-        except KeyboardInterrupt:
-            pass
+        # Ctrl-C (or a TERM) sets a flag that the follower checks between reads, instead of raising
+        # KeyboardInterrupt wherever the main thread happens to be: raised inside a logging call, it
+        # left the handler's lock held and the process hung at exit (seen once in CI).
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
+        for name, line in follow_logs(paths, last=lines, stop=stopping.is_set):
+            click.echo(f"{name}: {line}" if several else line)
         return
     for path in paths.values():
         if several:
