@@ -15,8 +15,9 @@ see them. The result equals the masked computation (tests/test_attention.py chec
 
 It is model-agnostic: registered with transformers' AttentionInterface (and a mask function that
 skips building the dense mask while packed segments are active), so any HF model that dispatches
-attention through `ALL_ATTENTION_FUNCTIONS` uses it. Outside `packed(...)` (generation, eval), or
-for features it does not implement (sliding windows, softcap), it defers to plain SDPA. The name is
+attention through `ALL_ATTENTION_FUNCTIONS` uses it. Sliding-window layers get a
+band inside each example. Outside `packed(...)` (generation, eval) it defers to plain SDPA; models with
+attention-logit softcapping (which SDPA cannot express) are not switched at all (`enable`). The name is
 never saved: `_attn_implementation` is not written to config.json, so checkpoints load anywhere.
 """
 
@@ -107,13 +108,12 @@ def packed(segments: Segments | None) -> Iterator[None]:
 
 def packed_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
     segs = _active.get()
-    if (
-        segs is None
-        or kwargs.get("sliding_window")
-        or kwargs.get("softcap")
-        or kwargs.get("cache") is not None
-    ):
+    if segs is None or kwargs.get("cache") is not None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+    if kwargs.get("softcap"):
+        # enable() refuses such models; reaching here would silently attend across examples.
+        raise RuntimeError("packed attention does not implement attention-logit softcapping")
+    window = kwargs.get("sliding_window")
     B, H, L, D = query.shape
     Hkv = key.shape[1]
     q = query.transpose(1, 2).reshape(B * L, H, D)
@@ -125,9 +125,18 @@ def packed_attention_forward(module, query, key, value, attention_mask, dropout=
         qg = q.index_select(0, idx).view(g.n, g.width, H, D).transpose(1, 2)
         kg = k.index_select(0, idx).view(g.n, g.width, Hkv, D).transpose(1, 2)
         vg = v.index_select(0, idx).view(g.n, g.width, Hkv, -1).transpose(1, 2)
-        og = F.scaled_dot_product_attention(
-            qg, kg, vg, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=H != Hkv
-        )
+        if window and window < g.width:
+            # A sliding-window layer: key j is visible from query i when i - window < j <= i, counted
+            # from the example's own first token (transformers' sliding_window_overlay).
+            pos = torch.arange(g.width, device=qg.device)
+            band = (pos[None, :] <= pos[:, None]) & (pos[None, :] > pos[:, None] - window)
+            og = F.scaled_dot_product_attention(
+                qg, kg, vg, attn_mask=band, dropout_p=dropout, scale=scaling, enable_gqa=H != Hkv
+            )
+        else:
+            og = F.scaled_dot_product_attention(
+                qg, kg, vg, dropout_p=dropout, scale=scaling, is_causal=True, enable_gqa=H != Hkv
+            )
         outs.append(og.transpose(1, 2).reshape(g.n * g.width, H, -1).index_select(0, g.keep))
     flat = torch.cat(outs)
     out = flat.new_zeros(B * L, H, flat.shape[-1]).index_copy(0, segs.dest, flat)
@@ -147,6 +156,15 @@ AttentionMaskInterface.register(NAME, packed_mask)
 
 def enable(model) -> bool:
     """Switch a model to packed attention; False (and plain SDPA masks) where the model cannot."""
+    cfg = getattr(model, "config", None)
+    cfg = getattr(cfg, "get_text_config", lambda: cfg)() if cfg is not None else None
+    if getattr(cfg, "attn_logit_softcapping", None):
+        # Softcapped logits (Gemma 2) need an eager score pass that SDPA cannot express.
+        log.warning(
+            "packed attention unavailable for %s (attention-logit softcapping); using masked SDPA",
+            type(model).__name__,
+        )
+        return False
     try:
         model.set_attn_implementation(NAME)
     except Exception as exc:  # a model that does not dispatch through the attention interface

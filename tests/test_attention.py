@@ -105,3 +105,66 @@ def test_bucket_widths_bound_the_padding():
         assert w >= n
         assert w - n < max(8, n / 8 + 1), (n, w)
     assert len({attention.bucket(n) for n in range(16, 1025)}) <= 45
+
+
+def _tiny(kind: str):
+    from transformers import AutoModelForCausalLM, Gemma2Config, MistralConfig, Qwen3Config
+
+    common = dict(
+        vocab_size=256,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+    )
+    if kind == "mistral":
+        cfg = MistralConfig(sliding_window=8, **common)
+    elif kind == "qwen3":  # one sliding layer, one full layer
+        cfg = Qwen3Config(
+            use_sliding_window=True,
+            sliding_window=8,
+            max_window_layers=1,
+            layer_types=["sliding_attention", "full_attention"],
+            **common,
+        )
+    else:
+        cfg = Gemma2Config(attn_logit_softcapping=50.0, **common)
+    torch.manual_seed(3)
+    impl = "eager" if kind == "gemma2" else "sdpa"  # transformers has no SDPA path for Gemma 2
+    return AutoModelForCausalLM.from_config(cfg, attn_implementation=impl).eval()
+
+
+@pytest.mark.parametrize("kind", ["mistral", "qwen3"])
+def test_sliding_window_layers_stay_inside_each_example(kind):
+    """A sliding-window layer under packing sees the last `window` tokens of its own example only:
+    each packed example's logits equal that example run alone through stock SDPA."""
+    model = _tiny(kind)
+    rng = random.Random(5)
+    lengths = [20, 30, 15]
+    exs = [[rng.randrange(3, 250) for _ in range(n)] for n in lengths]
+    alone = []
+    with torch.no_grad():
+        for ids in exs:
+            alone.append(model(input_ids=torch.tensor([ids]), use_cache=False).logits[0])
+    assert attention.enable(model)
+    ids = torch.tensor([sum(exs, [])])
+    pos = torch.tensor([[i for n in lengths for i in range(n)]])
+    segs = attention.plan([lengths], ids.shape[1])
+    with torch.no_grad(), attention.packed(segs):
+        got = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0]
+    start = 0
+    for n, ref in zip(lengths, alone, strict=True):
+        assert torch.allclose(got[start : start + n], ref, atol=1e-5), (
+            kind,
+            n,
+            (got[start : start + n] - ref).abs().max(),
+        )
+        start += n
+
+
+def test_softcapped_models_are_not_switched():
+    model = _tiny("gemma2")
+    assert not attention.enable(model)
