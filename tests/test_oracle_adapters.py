@@ -318,3 +318,37 @@ def test_an_adapter_whose_base_is_gone_is_refused_by_name(served, tmp_path):
     assert time.monotonic() - started < 60
     assert "no-such-base" in str(err.value) and "base model" in str(err.value)
     manager.close()
+
+
+def test_a_remote_oracle_fetches_an_adapters_base_through_the_vault(served, tmp_path):
+    """`realm oracle --vault URL` on a host that cannot read the training host's disk
+    ($REALM_VAULT_KEEPER_PATHS=0): the adapter AND the base model the vault says it needs come
+    through the Vault API (a real server on loopback) into this host's cache, not from the path in
+    the adapter's sidecar, and it answers exactly as plain peft does."""
+    from werkzeug.serving import make_server
+
+    from sentinels.realm import Realm
+    from vault.server import create_app as vault_app
+
+    keeper = Realm.open(served.home)
+    vport = free_port()
+    vserver = make_server("127.0.0.1", vport, vault_app(keeper, bind="127.0.0.1"), threaded=True)
+    threading.Thread(target=vserver.serve_forever, daemon=True).start()
+    remote, cache = tmp_path / "gpu-box", tmp_path / "cache"
+    remote.mkdir()
+    port = free_port()
+    env = {"REALM_LOG_CONSOLE": "0", "REALM_VAULT_CACHE": str(cache), "REALM_VAULT_KEEPER_PATHS": "0"}
+    proc = start_oracle(remote, port, "--vault", f"http://127.0.0.1:{vport}", env=env)
+    try:
+        far = Served(remote, served.base, served.checkpoints, port, proc)
+        r = far.chat("a")
+        assert r.model == served.checkpoints["a"].name
+        assert r.choices[0].message.content == served.reference("a")
+        (base,) = far.status()["bases"]
+        assert Path(base["path"]) == (cache / served.base.name).resolve()
+        assert (cache / served.checkpoints["a"].name / "adapter_model.safetensors").is_file()
+        assert not (remote / "realm.db").exists()
+    finally:
+        assert stop(proc) == 0
+        vserver.shutdown()
+        keeper.store.close()

@@ -34,6 +34,8 @@ log = logging.getLogger("realm.vault.client")
 
 TOKEN_HEADER = "X-Realm-Token"
 CACHE_ENV = "REALM_VAULT_CACHE"
+# "0": never use the keeper's own paths, even where this host can read them (see VaultClient).
+KEEPER_PATHS_ENV = "REALM_VAULT_KEEPER_PATHS"
 
 
 class VaultAPIError(VaultError):
@@ -84,15 +86,18 @@ class VaultClient:
         *,
         timeout: float = 60,
         cache_dir: str | Path | None = None,
-        use_keeper_paths: bool = True,
+        use_keeper_paths: bool | None = None,
     ):
         """`token` defaults to $REALM_TOKEN. `use_keeper_paths=False` never hands out the keeper's
         own path even when this host can read it (a slow network mount, a container with other
-        mounts): assets are then always copied into `cache_dir`."""
+        mounts): assets are then always copied into `cache_dir`. None: True unless
+        $REALM_VAULT_KEEPER_PATHS is "0"."""
         self.url = url.rstrip("/") if "://" in url else f"http://{url.rstrip('/')}"
         self.token = token if token is not None else os.environ.get("REALM_TOKEN")
         self.timeout = timeout
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache()
+        if use_keeper_paths is None:
+            use_keeper_paths = os.environ.get(KEEPER_PATHS_ENV, "1").strip() != "0"
         self.use_keeper_paths = use_keeper_paths
         self._session = requests.Session()
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, stream_with_context
@@ -290,8 +291,16 @@ def file_bytes(ref: str):
         raise AssetNotFound(
             a.id, f"{a.id}: this home holds no verified copy (fetch it first: POST /api/fetch)"
         )
-    relpath = f"{loc.path}/{safe_relpath(rel)}" if a.is_dir else loc.path
-    f = LocalZone("local", k.realm.home.root).open(relpath)  # refuses paths that leave the home
+    if Path(loc.path).is_absolute():
+        # A folder the keeper registered outside its home (the hero's base model, vault/deps.py): the
+        # catalog's own path is the root, and the requested name still may not leave it.
+        root, relpath = Path(loc.path), safe_relpath(rel) if a.is_dir else None
+        if relpath is None:
+            root, relpath = root.parent, root.name
+    else:
+        root = k.realm.home.root
+        relpath = f"{loc.path}/{safe_relpath(rel)}" if a.is_dir else loc.path
+    f = LocalZone("local", root).open(relpath)  # refuses paths that leave the root
     size = os.fstat(f.fileno()).st_size
 
     def chunks():

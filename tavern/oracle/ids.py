@@ -10,6 +10,10 @@ response's `model` is then the concrete checkpoint's canonical name, itself a va
 Two views of the vault, one interface: `LocalVault` (the keeper in-process, when the Oracle runs on
 the realm's own host and has its home) and `RemoteVault` (`vault.client.VaultClient`, when it runs
 alone on another host and finds the VaultKeeper through the hosts registry).
+
+An adapter checkpoint (LoRA) is only half a model: the vault records the base model asset it needs
+(vault/deps.py), and resolving the adapter fetches that base the same way, so an Oracle on a host
+without the training host's base folder still serves it (`Target.base`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tavern.oracle.protocol import ModelNotFound, OracleError
+from vault.deps import ADAPTER_BASE
 from vault.errors import AssetNotFound, VaultError
 from vault.ids import slug
 from vault.ledger import created_ts
@@ -41,12 +46,14 @@ class Target:
     path: Path
     kind: str
     step: int | None = None
+    base: Path | None = None  # an adapter's base model folder on this host, fetched through the vault
 
 
 class VaultView(Protocol):
     def checkpoints(self) -> list[dict[str, Any]]: ...
     def aliases(self) -> dict[str, dict[str, Any]]: ...
-    def asset(self, ref: str) -> dict[str, Any]: ...  # the asset's dict; AssetNotFound when none
+    # The asset's dict plus `needs` (vault/deps.py: what it needs, e.g. an adapter's base); AssetNotFound.
+    def asset(self, ref: str) -> dict[str, Any]: ...
     def fetch(self, asset_id: str) -> Path: ...  # a verified local copy, fetched when needed
     def zone_roots(self) -> list[Path]: ...  # folders on this host that hold zone copies
 
@@ -67,7 +74,8 @@ class LocalVault:
         return self.keeper.ledger.aliases()
 
     def asset(self, ref: str) -> dict[str, Any]:
-        return self.keeper.catalog.resolve(ref).to_dict()
+        asset = self.keeper.catalog.resolve(ref).to_dict()
+        return {**asset, "needs": self.keeper.catalog.dependencies(asset["id"])["needs"]}
 
     def fetch(self, asset_id: str) -> Path:
         return self.keeper.ask_vault_first(asset_id)
@@ -93,7 +101,8 @@ class RemoteVault:
         return self.client.aliases()
 
     def asset(self, ref: str) -> dict[str, Any]:
-        return self.client.asset(ref)["asset"]
+        info = self.client.asset(ref)
+        return {**info["asset"], "needs": info.get("needs", [])}
 
     def fetch(self, asset_id: str) -> Path:
         return self.client.ask_vault_first(asset_id)
@@ -141,7 +150,27 @@ class ModelIds:
             raise OracleError(
                 503, f"{asset['id']}: no copy could be fetched to this host: {exc}", type="server_error"
             ) from exc
-        return Target(model_id, asset["id"], asset["name"], Path(path), asset["kind"], asset.get("step"))
+        base = self._adapter_base(asset)
+        return Target(
+            model_id, asset["id"], asset["name"], Path(path), asset["kind"], asset.get("step"), base
+        )
+
+    def _adapter_base(self, asset: dict[str, Any]) -> Path | None:
+        """The local folder of the base model an adapter asset needs, fetched like the adapter (None
+        for a full checkpoint, or an adapter the vault recorded no base for: its sidecar's path is
+        then the only lead, arena.adapters.adapter_base)."""
+        need = next((n for n in asset.get("needs", ()) if n["reason"] == ADAPTER_BASE), None)
+        if need is None:
+            return None
+        try:
+            return Path(self.vault.fetch(need["asset_id"]))
+        except VaultError as exc:
+            raise OracleError(
+                503,
+                f"{asset['id']} is a LoRA adapter of {need['asset_id']}, and no copy of that base model"
+                f" could be fetched to this host: {exc}",
+                type="server_error",
+            ) from exc
 
     def _base(self, model_id: str) -> Target:
         if self.base_model is None:

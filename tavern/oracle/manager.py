@@ -217,12 +217,13 @@ class ModelManager:
             self._drop(name, "unload")
             return True
 
-    def tokenizer(self, path: Path):
-        """The checkpoint's tokenizer, shared by every checkpoint whose tokenizer files are identical."""
+    def tokenizer(self, path: Path, base: Path | None = None):
+        """The checkpoint's tokenizer, shared by every checkpoint whose tokenizer files are identical
+        (`base`: an adapter's base folder, when the vault fetched it)."""
         from transformers import AutoTokenizer
 
         if not any((Path(path) / n).is_file() for n in TOKENIZER_FILES) and is_adapter_checkpoint(path):
-            path = adapter_base(path)  # an adapter saved without a tokenizer speaks its base's
+            path = base or adapter_base(path)  # an adapter saved without a tokenizer speaks its base's
         files = [Path(path) / n for n in TOKENIZER_FILES if (Path(path) / n).is_file()]
         stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
         with self._tok_lock:
@@ -326,8 +327,8 @@ class ModelManager:
     # ---- adapters on shared bases -------------------------------------------------------------------
     def _load_adapter(self, target: Target) -> Loaded:
         """The adapter checkpoint added to its base's PeftModel (the base loaded first if need be)."""
-        base_path = adapter_base(target.path)
-        tokenizer = self.tokenizer(target.path)
+        base_path = target.base or adapter_base(target.path)
+        tokenizer = self.tokenizer(target.path, target.base)
         base = self._base_for(base_path)  # counts this load in base.pending
         try:
             # A fresh name per load: an unloaded adapter still finishing a batch keeps its own.
