@@ -33,6 +33,9 @@ v4 (now) adds three rules to v2, each kept off the path that masters BIN L1 in a
     compute between skills; a realm with one scheduled skill (a default realm with DIO, where SY
     waits) has nothing to share, and a probe there only delayed BIN L1 (measured: step 1,360 against
     ~730 without, docs/PERFORMANCE.md).
+  - a stalled skill's x0.25 quest, likewise, only while another scheduled skill is not stalled: SY
+    trained alone (`bench/learning.py --skill sy`) otherwise ran on 112-example quests, each ended by
+    an eval, from its sixth eval on (an eval every ~16 steps instead of every 100).
   - review from every skill: the review share is spread over the last REVIEW_LEVELS mastered levels
     of every scheduled skill (a 512-example SY quest took BIN from 0.8 to 0 in a v1 realm), in equal
     tokens per (skill, level); `review_mix` in the decision records what each got.
@@ -130,7 +133,10 @@ def decide(
     pool = [v for v in views if v.due] or views
     best = max(pool, key=lambda v: (v.priority(), -views.index(v)))
     probe = best.probe and len(views) > 1
-    factor = 0.25 if best.stalled or probe else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
+    # A stalled skill's quarter-size quest gives the compute back to a skill that is learning; with
+    # none (a lone skill, or every skill stalled) it would only buy more evals per step.
+    backs_off = best.stalled and any(not v.stalled for v in views if v is not best)
+    factor = 0.25 if backs_off or probe else 0.5 if best.mean >= 0.6 else 2.0 if best.mean < 0.3 else 1.0
     count = max(1, int(base_count * factor))
     action: dict[str, Any] = {
         "skill": best.skill,

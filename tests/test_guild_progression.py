@@ -191,9 +191,14 @@ def test_planner_backs_off_a_stalled_skill():
     forgot = v("bin", 0, 1, 30, (0.0, 0.0, 0.0), 0.8, 0, evals_at_level=n + 3, best_at_level=0.6)
     act = planner.decide([forgot, v("sy", 0, 1, 50, (0.0,) * 3, 0.8, 3, evals_at_level=n)], 512, 0.2)
     assert (act["skill"], act["count"], act["stalled"]) == ("bin", 1024, False)
-    # Every skill stalled and none due: v1's rule among them (the first in guild.skills on a tie).
+    # Every skill stalled and none due: v1's rule among them (the first in guild.skills on a tie),
+    # at full size: there is no learning skill to give the compute to.
     fresh = [v(s, 0, 1, 30, (0.0,) * 3, 0.8, 0, evals_at_level=n) for s in ("bin", "sy")]
-    assert planner.decide(fresh, 512, 0.2)["skill"] == "bin"
+    act = planner.decide(fresh, 512, 0.2)
+    assert (act["skill"], act["count"], act["stalled"]) == ("bin", 1024, True)
+    # A lone stalled skill is not shrunk either: quarter-size quests would only mean more evals.
+    act = planner.decide([due], 512, 0.2)
+    assert (act["skill"], act["count"], act["stalled"]) == ("sy", 1024, True)
 
 
 def test_guild_plan_reads_the_stall_from_real_evals(realm):
