@@ -7,6 +7,7 @@ Fixtures stay in `conftest.py`.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +240,25 @@ def save_tiny_hf(folder: Path, *, seed: int = 0, max_positions: int = 512) -> Pa
     tiny_qwen3(tok, seed=seed, max_positions=max_positions).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@contextlib.contextmanager
+def vault_server(home: Path):
+    """The Vault API for `home` on a free loopback port (a real werkzeug server in a thread), as
+    another host reaches it: yields its URL, and shuts it down and closes the keeper after."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from sentinels.realm import Realm
+    from vault.server import create_app
+
+    keeper = Realm.open(home)
+    port = free_port()
+    server = make_server("127.0.0.1", port, create_app(keeper, bind="127.0.0.1"), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.shutdown()
+        keeper.store.close()

@@ -21,7 +21,7 @@ import requests
 
 from bench.oracle import start_oracle
 from tests.conftest import REPO, TRAINED_STEPS
-from tests.helpers import free_port, run_realm, stop, wait_until, write_home_config
+from tests.helpers import free_port, run_realm, stop, vault_server, wait_until, write_home_config
 
 TOKEN = "s3cret-oracle"
 
@@ -419,33 +419,25 @@ def test_keep_alive_zero_unloads_after_the_request(oracle):
 def test_a_remote_oracle_resolves_ids_through_the_vault_api(trained_copy, tmp_path):
     """`realm oracle --vault URL` on a home without a realm database: ids, aliases and checkpoint
     folders all come through the VaultKeeper API (a real HTTP server on loopback)."""
-    from werkzeug.serving import make_server
-
-    from sentinels.realm import Realm
-    from vault.server import create_app as vault_app
-
     _set_alias(trained_copy, "champion", TRAINED_STEPS[0])
-    keeper = Realm.open(trained_copy)
-    vport = free_port()
-    vserver = make_server("127.0.0.1", vport, vault_app(keeper, bind="127.0.0.1"), threaded=True)
-    threading.Thread(target=vserver.serve_forever, daemon=True).start()
     remote = tmp_path / "gpu-box"
     remote.mkdir()
     port = free_port()
     env = {"REALM_LOG_CONSOLE": "0", "REALM_VAULT_CACHE": str(tmp_path / "cache")}
-    proc = start_oracle(remote, port, "--vault", f"http://127.0.0.1:{vport}", env=env)
-    try:
-        server = Server(remote, port, proc)
-        names = _names(trained_copy)
-        assert {"dio@champion", names[TRAINED_STEPS[0]]} <= {m.id for m in server.client.models.list().data}
-        assert chat(server, "dio@champion", max_tokens=3).model == names[TRAINED_STEPS[0]]
-        with pytest.raises(openai.NotFoundError):
-            chat(server, "dio@step-99999")
-        assert not (remote / "realm.db").exists()  # it never opened a vault of its own
-    finally:
-        assert stop(proc) == 0
-        vserver.shutdown()
-        keeper.store.close()
+    with vault_server(trained_copy) as vault_url:
+        proc = start_oracle(remote, port, "--vault", vault_url, env=env)
+        try:
+            server = Server(remote, port, proc)
+            names = _names(trained_copy)
+            assert {"dio@champion", names[TRAINED_STEPS[0]]} <= {
+                m.id for m in server.client.models.list().data
+            }
+            assert chat(server, "dio@champion", max_tokens=3).model == names[TRAINED_STEPS[0]]
+            with pytest.raises(openai.NotFoundError):
+                chat(server, "dio@step-99999")
+            assert not (remote / "realm.db").exists()  # it never opened a vault of its own
+        finally:
+            assert stop(proc) == 0
 
 
 def test_the_base_model_is_served_as_dio_at_base(strict):

@@ -22,7 +22,7 @@ import torch
 
 from bench.oracle import start_oracle
 from tests.conftest import REPO
-from tests.helpers import free_port, stop, tiny_qwen3, wait_until, write_home_config
+from tests.helpers import free_port, stop, tiny_qwen3, vault_server, wait_until, write_home_config
 
 MAX_TOKENS = 8
 PROMPT = "Compute: add(①⓪, ①①)"
@@ -92,7 +92,7 @@ class Served:
 
     def chat(self, which: str, prompt: str = PROMPT, **kw):
         return self.client.chat.completions.create(
-            model=f"dio@step-{STEPS[which]}",
+            model="dio@base" if which == "base" else f"dio@step-{STEPS[which]}",
             messages=[{"role": "user", "content": prompt}],
             max_tokens=kw.pop("max_tokens", MAX_TOKENS),
             temperature=0,
@@ -107,12 +107,12 @@ class Served:
 
             from arena.inference import chat_prompt_ids
 
-            path = self.checkpoints[which]
-            if which == "full":
+            if which in ("full", "base"):
+                path = self.checkpoints["full"] if which == "full" else self.base
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
             else:
                 base = AutoModelForCausalLM.from_pretrained(self.base, dtype=torch.float32)
-                model = PeftModel.from_pretrained(base, path)
+                model = PeftModel.from_pretrained(base, self.checkpoints[which])
             model.eval()
             ids = chat_prompt_ids(self.tok, [{"role": "user", "content": prompt}])
             with torch.inference_mode():
@@ -140,6 +140,7 @@ def served(tmp_path_factory):
         home,
         {
             "oracle.max_loaded": 4,
+            "hero.base_model": str(root / "Tiny-Qwen3"),  # dio@base
             "oracle.threads": 1,
             "oracle.max_tokens": BLOCKER_TOKENS,
             "guild.auto_generate": False,
@@ -247,6 +248,28 @@ def test_batches_never_mix_two_adapters_of_one_base(served):
     assert {e["model"] for e in recent[:2]} != {e["model"] for e in recent[2:]}
 
 
+def test_the_base_itself_is_served_on_the_base_its_adapters_share(served):
+    """`dio@base` beside its adapters: no second copy of the base; it answers as the plain base
+    (adapters off), and the adapters answer as before after it ran."""
+    assert served.chat("a").choices[0].message.content == served.reference("a")
+    before = served.status()["loads"]
+    r = served.chat("base")
+    assert r.model == served.base.name
+    assert r.choices[0].message.content == served.reference("base")
+    assert served.reference("base") not in (served.reference("a"), served.reference("b"))
+    st = served.status()
+    assert st["loads"] == before  # nothing was loaded: the base was already in memory
+    (base,) = st["bases"]
+    assert base["served_as"] == served.base.name and served.base.name not in base["adapters"]
+    entry = next(e for e in st["loaded"] if e["model"] == served.base.name)
+    assert entry["how"] == "base" and entry["memory_bytes"] == 0  # counted once, as the base
+    assert served.chat("a").choices[0].message.content == served.reference("a")
+    r = requests.post(f"{served.url}/oracle/unload", json={"model": "dio@base"}, timeout=30)
+    assert r.json() == {"model": served.base.name, "unloaded": True}
+    (base,) = served.status()["bases"]  # its adapters still use it
+    assert base["served_as"] is None and len(base["adapters"]) == 2
+
+
 def test_unloading_the_last_adapter_frees_the_base(served):
     names = {w: served.checkpoints[w].name for w in ("a", "b")}
     for w in ("a", "b"):
@@ -325,30 +348,20 @@ def test_a_remote_oracle_fetches_an_adapters_base_through_the_vault(served, tmp_
     ($REALM_VAULT_KEEPER_PATHS=0): the adapter AND the base model the vault says it needs come
     through the Vault API (a real server on loopback) into this host's cache, not from the path in
     the adapter's sidecar, and it answers exactly as plain peft does."""
-    from werkzeug.serving import make_server
-
-    from sentinels.realm import Realm
-    from vault.server import create_app as vault_app
-
-    keeper = Realm.open(served.home)
-    vport = free_port()
-    vserver = make_server("127.0.0.1", vport, vault_app(keeper, bind="127.0.0.1"), threaded=True)
-    threading.Thread(target=vserver.serve_forever, daemon=True).start()
     remote, cache = tmp_path / "gpu-box", tmp_path / "cache"
     remote.mkdir()
     port = free_port()
     env = {"REALM_LOG_CONSOLE": "0", "REALM_VAULT_CACHE": str(cache), "REALM_VAULT_KEEPER_PATHS": "0"}
-    proc = start_oracle(remote, port, "--vault", f"http://127.0.0.1:{vport}", env=env)
-    try:
-        far = Served(remote, served.base, served.checkpoints, port, proc)
-        r = far.chat("a")
-        assert r.model == served.checkpoints["a"].name
-        assert r.choices[0].message.content == served.reference("a")
-        (base,) = far.status()["bases"]
-        assert Path(base["path"]) == (cache / served.base.name).resolve()
-        assert (cache / served.checkpoints["a"].name / "adapter_model.safetensors").is_file()
-        assert not (remote / "realm.db").exists()
-    finally:
-        assert stop(proc) == 0
-        vserver.shutdown()
-        keeper.store.close()
+    with vault_server(served.home) as vault_url:
+        proc = start_oracle(remote, port, "--vault", vault_url, env=env)
+        try:
+            far = Served(remote, served.base, served.checkpoints, port, proc)
+            r = far.chat("a")
+            assert r.model == served.checkpoints["a"].name
+            assert r.choices[0].message.content == served.reference("a")
+            (base,) = far.status()["bases"]
+            assert Path(base["path"]) == (cache / served.base.name).resolve()
+            assert (cache / served.checkpoints["a"].name / "adapter_model.safetensors").is_file()
+            assert not (remote / "realm.db").exists()
+        finally:
+            assert stop(proc) == 0

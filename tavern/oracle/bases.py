@@ -49,6 +49,7 @@ class Base:
     loaded_at: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock)  # a batch's adapter, or an adapter load
     adapters: set[str] = field(default_factory=set)  # names of the loaded checkpoints using it
+    itself: str | None = None  # the name it is served under as itself (dio@base), when it is
     pending: int = 0  # adapter loads under way that will use it (it must not be freed meanwhile)
     active_adapter: str | None = None
     wrapped: bool = False
@@ -97,7 +98,8 @@ class Base:
         return {
             "path": str(self.path),
             "memory_bytes": self.memory_bytes,
-            "adapters": sorted(self.adapters),
+            "adapters": sorted(self.adapters - {self.itself}),
+            "served_as": self.itself if self.itself in self.adapters else None,
             "loaded_at": self.loaded_at,
             "load_s": round(self.load_s, 4),
         }

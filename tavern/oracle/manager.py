@@ -18,6 +18,8 @@
   adapter is added to that PeftModel ("adapter"). Each adapter is a loaded checkpoint of its own (LRU,
   keep_alive, `active`, max_loaded); a batch selects its adapter under the base's lock (`selected`),
   and the engine never mixes two adapters in one batch. The last adapter of a base to go frees it.
+  The base model itself (`dio@base`, a `model` asset) is served on that same Base with its adapters
+  switched off (how "base"), so comparing a base with its fine-tunes holds one copy in memory.
 
 Owns what is in memory and how it got there; it never writes checkpoints or the vault (ids.py reads
 the vault, the engine runs the batches).
@@ -99,6 +101,14 @@ class Loaded:
             yield self.model
             return
         with self.base.lock:
+            if self.adapter is None:  # the base itself: the PeftModel (if wrapped) with adapters off
+                model = self.base.model
+                if self.base.wrapped:
+                    with model.disable_adapter():
+                        yield model
+                else:
+                    yield model
+                return
             if self.base.active_adapter != self.adapter:
                 # inference_mode keeps the adapter's weights frozen (peft would make them trainable).
                 self.model.set_adapter(self.adapter, inference_mode=True)
@@ -289,13 +299,16 @@ class ModelManager:
         try:
             if is_adapter_checkpoint(target.path):
                 entry = self._load_adapter(target)
+            elif target.kind == "model":
+                entry = self._load_base_model(target)
             else:
                 entry = self._load_full(target)
             entry.keep_alive_s = self.cfg.keep_alive_s if keep_alive_s is None else keep_alive_s
             entry.load_s = time.perf_counter() - t0
             with self._cv:
                 self._loaded[target.name] = entry
-                self.loads[entry.how] += 1
+                if entry.how != "base":  # _base_for counted the base's own load, if it loaded it
+                    self.loads[entry.how] += 1
                 if entry.base is not None:
                     entry.base.adapters.add(entry.name)
                     entry.base.pending -= 1
@@ -354,6 +367,32 @@ class ModelManager:
             adapter_bytes=own,
         )
 
+    def _load_base_model(self, target: Target) -> Loaded:
+        """A base model folder served as itself, on the shared Base its adapters use (one copy)."""
+        base = self._base_for(target.path)  # counts this load in base.pending
+        try:
+            tokenizer = self.tokenizer(target.path)
+        except Exception:
+            with self._cv:
+                base.pending -= 1
+                self._maybe_free_base(base)
+            raise
+        with self._cv:
+            base.itself = target.name
+        arch = f"adapter:{base.key}"  # never swapped over by a full checkpoint
+        return Loaded(
+            target.name,
+            target.asset_id,
+            target.path,
+            arch,
+            base.model,
+            tokenizer,
+            0.0,
+            "base",
+            0.0,
+            base=base,
+        )
+
     def _base_for(self, path: Path) -> Base:
         """The loaded base at `path` (loading it, once, when no adapter uses it yet), with this
         caller counted in its `pending` so it is not freed before the adapter joins it."""
@@ -386,14 +425,14 @@ class ModelManager:
         return base
 
     def _retire_adapter(self, entry: Loaded) -> None:
-        """An adapter out of the table with no generation left: remove it from its base, or free the
-        base when it was the last; called with the lock held."""
+        """An adapter (or the base served as itself) out of the table with no generation left: remove
+        it from its base, or free the base when it was the last user; called with the lock held."""
         base = entry.base
-        if base is None or entry.adapter is None or entry.name not in base.adapters or entry.retired:
+        if base is None or entry.name not in base.adapters or entry.retired:
             return
         entry.retired = True
         base.adapters.discard(entry.name)
-        if not self._maybe_free_base(base):
+        if not self._maybe_free_base(base) and entry.adapter is not None:
             # Others still use the base: delete this adapter from it, under the base's lock (a batch
             # of another adapter may hold it for seconds; the manager's lock must not wait for that).
             threading.Thread(
