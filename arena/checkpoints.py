@@ -57,7 +57,7 @@ import torch
 from sentinels.diskguard import DiskGuard, checkpoint_need
 from vault import retention
 from vault.catalog import Catalog
-from vault.identity import FileEntry, Identity, hash_file, list_files, tree_digest
+from vault.identity import FileEntry, Identity, hash_file, identify, list_files, tree_digest
 from vault.ids import CANONICAL_RE as NAME_RE
 from vault.ledger import LEDGER_FIELDS, LEDGER_VERSION, SIDECAR, Ledger
 from vault.store import Store
@@ -144,8 +144,7 @@ def _fsync_dir(path: Path) -> None:
 def base_digest(path: str) -> str:
     """The vault identity (tree digest) of a base model folder. Once per process: a base's bytes do
     not change under a running trainer, and hashing a 14B base costs about a minute."""
-    files = [FileEntry(rel, *hash_file(p)) for rel, p in list_files(Path(path))]
-    return tree_digest(files)
+    return identify(Path(path)).digest  # remembered: the vault's landing of the adapter reads no byte again
 
 
 def hero_mapping(model, *, preset: str | None, profile: str, base_model: str | Path | None) -> dict[str, Any]:

@@ -115,6 +115,41 @@ def test_landing_adapters_registers_their_base_once_and_records_each_dependency(
     assert ("checkpoint_500", base_id, "adapter base") in deps_rows(realm)
 
 
+def test_a_new_base_is_read_once_by_the_arena_and_the_vault_together(realm, tmp_path, monkeypatch):
+    """The arena digests a new base for the adapter's sidecar; landing that adapter then registers
+    the base in the vault without reading its bytes a second time (a 14B base is ~30 GB)."""
+    from arena.checkpoints import base_digest
+    from vault import identity
+
+    base = make_base(tmp_path / "bases", "Fresh-Base")
+    reads: list[str] = []
+    real = identity.hash_file
+
+    def counting(p, *a, **kw):
+        reads.append(Path(p).relative_to(base).as_posix() if Path(p).is_relative_to(base) else "other")
+        return real(p, *a, **kw)
+
+    monkeypatch.setattr(identity, "hash_file", counting)
+    digest = base_digest(str(base.resolve()))
+    assert sorted(reads) == ["config.json", "model.safetensors", "tokenizer.json"]
+    folder, sidecar = make_checkpoint(realm.home.models, 700)
+    (folder / "model.safetensors").unlink()
+    (folder / "adapter_config.json").write_bytes(
+        orjson.dumps({"peft_type": "LORA", "base_model_name_or_path": str(base.resolve())})
+    )
+    sidecar["hero"] = {"profile": "lora", "base_model": str(base.resolve()), "base_sha256": digest}
+    (folder / SIDECAR).write_bytes(orjson.dumps(sidecar))
+    reads.clear()
+    land(realm, folder, sidecar)
+    assert ("checkpoint_700", "model_fresh_base", "adapter base") in deps_rows(realm)
+    assert set(reads) == {"other"}  # the adapter's own files, none of the base's
+    assert VaultKeeper(realm).asset("model_fresh_base")["asset"]["digest"] == digest
+    # A changed file is read again, and only that one.
+    (base / "tokenizer.json").write_bytes(b'{"vocab": {"b": 1}}')
+    reads.clear()
+    assert identify(base).digest != digest and reads == ["tokenizer.json"]
+
+
 def test_a_scan_or_a_reconcile_records_the_dependency_of_an_adapter_it_finds(realm, tmp_path):
     base = make_base(tmp_path / "bases", "SmolBase")
     make_adapter(realm.home.models, 100, base)  # on disk, never landed (a crash before landing)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 1 << 20
+SEEN_FOLDERS = 16  # folder identities `identify` remembers in this process, most recent last
 TEMP_PREFIXES = (".tmp-", ".partial-")
 
 Progress = Callable[[int], None]  # called with the bytes just hashed
@@ -85,6 +86,9 @@ def list_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
+_SEEN: dict[str, Identity] = {}
+
+
 def identify(
     path: Path,
     known: Mapping[str, FileEntry] | None = None,
@@ -97,8 +101,18 @@ def identify(
     path = Path(path)
     known = known or {}
     if path.is_dir():
+        key = str(path.resolve())
+        seen = _SEEN.pop(key, None)
+        if seen is not None and not known:
+            # Read earlier in this process (the arena digests a new base for the sidecar, then the
+            # vault registers it on landing): files whose size and mtime held are not read again.
+            known = {f.relpath: f for f in seen.files}
         files = tuple(_entry(rel, p, known, progress) for rel, p in list_files(path))
-        return Identity(tree_digest(files), sum(f.size for f in files), files, True)
+        ident = Identity(tree_digest(files), sum(f.size for f in files), files, True)
+        _SEEN[key] = ident
+        while len(_SEEN) > SEEN_FOLDERS:
+            _SEEN.pop(next(iter(_SEEN)))
+        return ident
     entry = _entry(path.name, path, known, progress)
     return Identity(entry.sha256, entry.size, (entry,), False)
 
