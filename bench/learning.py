@@ -94,6 +94,11 @@ def run(home: Path, skill: str, levels: int, budget_s: float, overrides: dict) -
                 proc.wait()
     evals = realm.store.query("SELECT step, level, accuracy FROM evals WHERE skill = ? ORDER BY id", [skill])
     last_step = realm.store.get_state("battle", {}).get("step")
+    rates = sorted(
+        e.payload["tokens_per_s"]
+        for e in realm.events.since(0, kinds=["step"], limit=1_000_000)
+        if e.payload.get("tokens_per_s")
+    )
     return {
         "bench": "learning",
         "skill": skill,
@@ -105,12 +110,26 @@ def run(home: Path, skill: str, levels: int, budget_s: float, overrides: dict) -
         "mastered": {str(k): v for k, v in sorted(mastered_at.items())},
         "evals": len(evals),
         "eval_trace": [(e["step"], e["level"], round(e["accuracy"], 2)) for e in evals][-30:],
+        "precision": _precision(home),
+        "tokens_per_s_median": rates[len(rates) // 2] if rates else None,
         "hero": yaml.safe_load((REPO / config["hero"]["config"]).read_text())["model"],
         "training": config["training"],
         "guild": config["guild"],
         "arena_exit_code": proc.returncode,
         "home": str(home),
     }
+
+
+def _precision(home: Path) -> str | None:
+    """What the arena trained in, from its log: the CPU auto probe's choice, else the accelerator's."""
+    log = home / "logs" / "arena.log"
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    for marker in ("training precision on CPU: ", "(precision "):
+        for line in reversed(lines):
+            if marker in line:
+                found = line.split(marker, 1)[1].rstrip(")")
+                return "fp32" if found == "no" else found
+    return None
 
 
 def run_fresh_default(home: Path, budget_s: float, overrides: dict) -> dict:
