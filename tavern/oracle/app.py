@@ -238,7 +238,7 @@ def create_app(oracle: Oracle) -> Flask:
     def _chat():
         req = P.parse_request(request.get_data(), P.ChatRequest)
         target = o.ids.resolve(req.model)
-        tok = o.manager.tokenizer(target.path)
+        tok = o.manager.tokenizers.get(target.path, target.base)
         messages = [msgspec.structs.asdict(m) for m in req.messages]
         prompt = o.check_prompt(
             chat_prompt_ids(tok, messages, **(req.chat_template_kwargs or {})), "messages"
@@ -259,7 +259,7 @@ def create_app(oracle: Oracle) -> Flask:
     def _completions():
         req = P.parse_request(request.get_data(), P.CompletionRequest)
         target = o.ids.resolve(req.model)
-        tok = o.manager.tokenizer(target.path)
+        tok = o.manager.tokenizers.get(target.path, target.base)
         prompts = [o.check_prompt(tok(p)["input_ids"], "prompt") for p in req.prompts()]
         sock = request.environ.get("gunicorn.socket")
         rid = P.new_id("cmpl")

@@ -28,7 +28,6 @@ the vault, the engine runs the batches).
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import logging
 import re
@@ -46,7 +45,6 @@ import torch
 from arena.adapters import adapter_base, is_adapter_checkpoint
 from arena.inference import (
     architecture_key,
-    ensure_pad,
     load_checkpoint_hero,
     pick_device,
     read_weights,
@@ -55,19 +53,9 @@ from arena.inference import (
 from tavern.oracle.bases import Base, base_key
 from tavern.oracle.ids import Target
 from tavern.oracle.protocol import OracleError, StillLoading
+from tavern.oracle.tokenizers import Tokenizers
 
 log = logging.getLogger("realm.oracle.manager")
-
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-)
-TOKENIZER_CACHE = 8  # distinct tokenizers kept; one training run has one
 
 
 @dataclass
@@ -159,9 +147,7 @@ class ModelManager:
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()  # least recently used first
         self._loading: dict[str, float] = {}  # name -> started at
         self._errors: dict[str, Exception] = {}
-        self._tokenizers: OrderedDict[str, Any] = OrderedDict()  # content digest -> tokenizer
-        self._tok_keys: dict[str, tuple[tuple, str]] = {}  # folder -> (files' size/mtime, digest)
-        self._tok_lock = threading.Lock()
+        self.tokenizers = Tokenizers()
         self._stop = threading.Event()
         self._bases: dict[str, Base] = {}  # key (resolved folder + config) -> the base adapters share
         self._base_loading: set[str] = set()
@@ -226,38 +212,6 @@ class ModelManager:
                 return False
             self._drop(name, "unload")
             return True
-
-    def tokenizer(self, path: Path, base: Path | None = None):
-        """The checkpoint's tokenizer, shared by every checkpoint whose tokenizer files are identical
-        (`base`: an adapter's base folder, when the vault fetched it)."""
-        from transformers import AutoTokenizer
-
-        if not any((Path(path) / n).is_file() for n in TOKENIZER_FILES) and is_adapter_checkpoint(path):
-            path = base or adapter_base(path)  # an adapter saved without a tokenizer speaks its base's
-        files = [Path(path) / n for n in TOKENIZER_FILES if (Path(path) / n).is_file()]
-        stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-        with self._tok_lock:
-            known = self._tok_keys.get(str(path))
-        if known is not None and known[0] == stamp:
-            key = known[1]  # unchanged files: no need to read them again (a big tokenizer.json is MBs)
-        else:
-            h = hashlib.sha256()
-            for f in files:
-                h.update(f.name.encode() + b"\0" + f.read_bytes())
-            key = h.hexdigest()
-            with self._tok_lock:
-                self._tok_keys[str(path)] = (stamp, key)
-        with self._tok_lock:
-            tok = self._tokenizers.get(key)
-            if tok is not None:
-                self._tokenizers.move_to_end(key)
-                return tok
-        tok = ensure_pad(AutoTokenizer.from_pretrained(path))
-        with self._tok_lock:
-            self._tokenizers[key] = tok
-            while len(self._tokenizers) > TOKENIZER_CACHE:
-                self._tokenizers.popitem(last=False)
-        return tok
 
     def status(self) -> dict[str, Any]:
         with self._cv:
@@ -325,7 +279,7 @@ class ModelManager:
 
     def _load_full(self, target: Target) -> Loaded:
         arch = architecture_key(target.path)
-        tokenizer = self.tokenizer(target.path)
+        tokenizer = self.tokenizers.get(target.path)
         with self._cv:
             donor, how = self._donor(arch)
         if how == "build":
@@ -341,7 +295,7 @@ class ModelManager:
     def _load_adapter(self, target: Target) -> Loaded:
         """The adapter checkpoint added to its base's PeftModel (the base loaded first if need be)."""
         base_path = target.base or adapter_base(target.path)
-        tokenizer = self.tokenizer(target.path, target.base)
+        tokenizer = self.tokenizers.get(target.path, target.base)
         base = self._base_for(base_path)  # counts this load in base.pending
         try:
             # A fresh name per load: an unloaded adapter still finishing a batch keeps its own.
@@ -371,7 +325,7 @@ class ModelManager:
         """A base model folder served as itself, on the shared Base its adapters use (one copy)."""
         base = self._base_for(target.path)  # counts this load in base.pending
         try:
-            tokenizer = self.tokenizer(target.path)
+            tokenizer = self.tokenizers.get(target.path)
         except Exception:
             with self._cv:
                 base.pending -= 1
