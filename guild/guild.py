@@ -82,17 +82,19 @@ class Guild:
     def _clients(self) -> dict[str, SkillClient]:
         return {}
 
-    @cached_property
+    @property
     def waiting(self) -> dict[str, str]:
-        """Active skills the hero cannot learn yet, each with why (`guild.skills.ready_for`)."""
+        """Active skills not scheduled now, each with why (`guild.skills.ready_for`). Read each time:
+        a skill that needs another skill's level unlocks when that level is mastered."""
+        mastered = {sid: int(v["mastered_level"]) for sid, v in progression.skill_levels(self.store).items()}
         out = {}
         for s in self.cfg.skills:
-            why = ready_for(self.specs[s], self.cfg, self.config.hero)
+            why = ready_for(self.specs[s], self.cfg, self.config.hero, mastered)
             if why:
                 out[s] = why
         return out
 
-    @cached_property
+    @property
     def scheduled(self) -> list[str]:
         """The active skills the guild evaluates and writes idle quests for, in guild.skills order."""
         return [s for s in self.cfg.skills if s not in self.waiting]
@@ -276,6 +278,7 @@ class Guild:
                     recent=tuple(st["recent_accuracy"]),
                     threshold=self.threshold(s),
                     quests_since_chosen=planner.quests_since_chosen(self.store, s),
+                    stall_evals=self.specs[s].stall_evals or planner.STALL_EVALS,
                     **progression.level_record(self.store, s, st["training_level"]),
                 )
             )

@@ -33,6 +33,9 @@ v4 (now) adds three rules to v2, each kept off the path that masters BIN L1 in a
     compute between skills; a realm with one scheduled skill (a default realm with DIO, where SY
     waits) has nothing to share, and a probe there only delayed BIN L1 (measured: step 1,360 against
     ~730 without, docs/PERFORMANCE.md).
+  - a skill's patience is its own: `eval.stall_evals` in its file overrides STALL_EVALS. DIO's first
+    whole SY L1 puzzle came at its 49th eval (step 2,776 of SY alone; L1 at step 4,422, 41.5 min), so
+    SY waits 100 evals before it is called stalled.
   - a stalled skill's x0.25 quest, likewise, only while another scheduled skill is not stalled: SY
     trained alone (`bench/learning.py --skill sy`) otherwise ran on 112-example quests, each ended by
     an eval, from its sixth eval on (an eval every ~16 steps instead of every 100).
@@ -76,6 +79,7 @@ class SkillView:
     quests_since_chosen: int
     evals_at_level: int = 0  # evals at the training level so far
     best_at_level: float = 0.0  # the best of them
+    stall_evals: int = STALL_EVALS  # the skill file's eval.stall_evals, else the default
 
     @property
     def mean(self) -> float:
@@ -87,7 +91,7 @@ class SkillView:
 
     @property
     def stalled(self) -> bool:
-        return self.evals_at_level >= STALL_EVALS and self.best_at_level <= 0.0
+        return self.evals_at_level >= self.stall_evals and self.best_at_level <= 0.0
 
     @property
     def probe(self) -> bool:

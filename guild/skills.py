@@ -8,6 +8,7 @@ refused with the file and the dotted key; `SkillSpec` is the flattened form the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -55,6 +56,10 @@ class SkillSpec:
     """Only a pretrained hero (hero.base_model or hero.preset) can learn it; see `ready_for`."""
     needs_why: str = ""
     """Why, in the skill file's words: what the Tavern shows while the skill waits."""
+    needs_skills: tuple[tuple[str, int], ...] = ()
+    """(skill, level) pairs: it is scheduled once each of those active skills has mastered that level."""
+    stall_evals: int | None = None
+    """Evals at a level, none above 0, before the planner calls it stalled; None: guild.planner's."""
 
     @property
     def remote(self) -> bool:
@@ -92,6 +97,8 @@ class GeneratorPart(_Part):
 class EvalPart(_Part):
     size: Positive | None = None
     """Problems per level in the eval set; None means guild.eval_size."""
+    stall_evals: Positive | None = None
+    """Evals at a level with none above 0 before the planner backs off; None means its default."""
     pass_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     """Per-skill level-up threshold; None means guild.level_up_threshold."""
 
@@ -104,6 +111,8 @@ class ApiPart(_Part):
 class NeedsPart(_Part):
     pretrained_hero: bool = False
     """True: a hero built from nothing (DIO) cannot learn this skill; it waits for a pretrained one."""
+    skills: dict[str, Positive] = msgspec.field(default_factory=dict)
+    """Skill id -> level: the skill unlocks once each of these (when active) has mastered that level."""
     why: str = ""
     """The measured reason, shown to the player while the skill waits."""
 
@@ -147,6 +156,8 @@ def parse_skill(data: Any, path: Path) -> SkillSpec:
         path=str(path),
         needs_pretrained=f.needs.pretrained_hero,
         needs_why=f.needs.why,
+        needs_skills=tuple(f.needs.skills.items()),
+        stall_evals=f.eval.stall_evals,
     )
 
 
@@ -156,18 +167,31 @@ def hero_is_pretrained(hero_cfg) -> bool:
     return bool(hero_cfg.base_model or hero_cfg.preset)
 
 
-def ready_for(spec: SkillSpec, guild_cfg, hero_cfg) -> str | None:
-    """None when the guild schedules this skill for the configured hero; else why it waits.
+def ready_for(spec: SkillSpec, guild_cfg, hero_cfg, mastered: Mapping[str, int] | None = None) -> str | None:
+    """None when the guild schedules this skill now; else why it waits.
 
-    The one rule for "can this hero learn this skill": a skill that needs a pretrained hero waits while
-    the hero is built from nothing, unless guild.train_unready says to train it anyway. The configs are
+    The one rule for "is this skill scheduled": a skill that needs a pretrained hero waits while the
+    hero is built from nothing; a skill that needs other skills' levels (`needs.skills`, a skill
+    tree) waits until each of those that is active has mastered its level (`mastered`: skill id ->
+    mastered level). guild.train_unready schedules every active skill at once. The configs are
     sentinels.config's GuildConfig and HeroConfig."""
-    if not spec.needs_pretrained or guild_cfg.train_unready or hero_is_pretrained(hero_cfg):
+    if guild_cfg.train_unready:
         return None
-    return (
-        f"waiting for a pretrained hero: {spec.needs_why or 'this skill needs one'} "
-        "Set hero.base_model (or hero.preset) to a pretrained model, or guild.train_unready: true."
-    ).strip()
+    why = f" {spec.needs_why}" if spec.needs_why else ""
+    if spec.needs_pretrained and not hero_is_pretrained(hero_cfg):
+        return (
+            f"waiting for a pretrained hero:{why or ' this skill needs one.'} "
+            "Set hero.base_model (or hero.preset) to a pretrained model, or guild.train_unready: true."
+        ).strip()
+    mastered = mastered or {}
+    missing = [
+        f"{sid.upper()} level {lvl} (now {mastered.get(sid, 0)})"
+        for sid, lvl in spec.needs_skills
+        if sid in guild_cfg.skills and sid != spec.id and mastered.get(sid, 0) < lvl
+    ]
+    if missing:
+        return f"unlocks at {' and '.join(missing)}.{why}".strip()
+    return None
 
 
 def skill_path(skill_id: str, skills_dir: Path | None = None) -> Path:

@@ -211,7 +211,8 @@ class GuildConfig(_Section):
     """Share of an idle quest's direct examples given to verify examples (the hero's eval mistakes,
     guild/verify.py) once it has wrong answers at that level; the original kept 0.2."""
     train_unready: bool = False
-    """Also schedule skills whose `needs` the hero lacks (SY for DIO); they are listed either way."""
+    """Schedule every active skill now, skipping skill files' `needs` (SY waits for BIN L1); waiting
+    skills are listed either way."""
 
 
 class TavernConfig(_Section):

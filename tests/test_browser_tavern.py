@@ -152,8 +152,8 @@ def test_page_loads_without_console_errors(page, realm_home):
     open_tavern(page)
     assert page.text_content("#hero-name") == "DIO"
     assert page.locator(".skill").count() >= 2
-    # SY is an active skill the default DIO cannot learn: listed, not scheduled, and the card says why.
-    assert "pretrained hero" in page.text_content("#skills [data-waiting='sy']")
+    # SY is an active skill that unlocks at BIN level 1: listed, not scheduled yet, and the card says why.
+    assert "unlocks at BIN level 1" in page.text_content("#skills [data-waiting='sy']")
     assert page.locator("#skills [data-waiting='bin']").count() == 0
     assert page.locator("#achievements .achv").count() == realm_home.store.scalar(
         "SELECT count(*) FROM achievements"

@@ -83,7 +83,7 @@ def test_every_checkpoint_carries_its_evals_without_moving_progression(trained_h
     assert [r["step"] for r in rows] == list(TRAINED_STEPS)
     for r in rows:
         # Every scheduled skill, at its training level, scored on the whole eval set (5 problems). SY is
-        # active in the default config but waits for a pretrained hero, so DIO's checkpoints skip it.
+        # active in the default config but unlocks at BIN level 1, so these checkpoints skip it.
         assert [(e["skill"], e["level"], e["mastered_level"], e["n"]) for e in r["evals"]] == [
             ("bin", 1, 0, 5),
         ], r["name"]

@@ -14,8 +14,8 @@ from guild.progression import should_level_up
 
 
 def make_guild(realm, **overrides) -> Guild:
-    # These tests script SY's answers, so SY is scheduled even for DIO; the readiness rule (a hero
-    # built from nothing does not train SY) has its own test in tests/test_planner_v4.py.
+    # These tests script SY's answers, so SY is scheduled at once; the readiness rule (SY unlocks at
+    # BIN level 1) has its own test in tests/test_planner_v4.py.
     overrides.setdefault("train_unready", True)
     cfg = replace(realm.config, guild=replace(realm.config.guild, **overrides))
     return Guild(realm.home.root, realm.store, realm.events, cfg)
@@ -203,8 +203,18 @@ def test_planner_backs_off_a_stalled_skill():
 
 def test_guild_plan_reads_the_stall_from_real_evals(realm):
     guild = make_guild(realm, skills=("sy", "bin"))  # SY first: without the stall rule it wins the tie
+    patience = guild.specs["sy"].stall_evals  # SY's own (configs/skills/sy.yaml), not the default
+    assert patience > planner.STALL_EVALS
     with realm.store.tx() as conn:
-        for skill, level, acc in [("sy", 2, 0.4)] + [("sy", 1, 0.0)] * planner.STALL_EVALS:
+        for skill, level, acc in [("sy", 2, 0.4)] + [("sy", 1, 0.0)] * (patience - 1):
+            conn.execute(
+                "INSERT INTO evals(ts, step, skill, level, n, correct, accuracy, seconds, items)"
+                " VALUES (0, 0, ?, ?, 5, ?, ?, 0, '[]')",
+                (skill, level, int(acc * 5), acc),
+            )
+    assert guild.plan()[1]["skill"] == "sy"  # one eval short of its patience: not stalled yet
+    with realm.store.tx() as conn:
+        for skill, level, acc in [("sy", 1, 0.0)]:
             conn.execute(
                 "INSERT INTO evals(ts, step, skill, level, n, correct, accuracy, seconds, items)"
                 " VALUES (0, 0, ?, ?, 5, ?, ?, 0, '[]')",
@@ -214,5 +224,5 @@ def test_guild_plan_reads_the_stall_from_real_evals(realm):
     inputs = json.loads(realm.store.one("SELECT inputs FROM planner_decisions ORDER BY id DESC")["inputs"])
     sy = next(s for s in inputs["skills"] if s["skill"] == "sy")
     # The 0.4 was at level 2, not SY's training level (1): it does not end the stall.
-    assert (sy["evals_at_level"], sy["best_at_level"]) == (planner.STALL_EVALS, 0.0)
+    assert (sy["evals_at_level"], sy["best_at_level"], sy["stall_evals"]) == (patience, 0.0, patience)
     assert action["skill"] == "bin"  # SY is stalled and not due; BIN, never evaluated, is not stalled

@@ -20,27 +20,56 @@ def guild_for(realm, hero=None, **guild_overrides) -> Guild:
     return Guild(realm.home.root, realm.store, realm.events, cfg)
 
 
-def test_a_skill_that_needs_a_pretrained_hero_waits_for_dio_and_says_why(realm):
+def _master(realm, skill: str, level: int) -> None:
+    from guild import progression
+
+    progression.skill_row(realm.store, skill)
+    with realm.store.tx() as conn:
+        conn.execute("UPDATE skills SET mastered_level = ? WHERE id = ?", (level, skill))
+
+
+def test_sy_unlocks_once_bin_level_1_is_mastered_and_says_why_until_then(realm):
     g = guild_for(realm)
     assert g.cfg.skills == ("bin", "sy")  # the default config lists both
     assert g.scheduled == ["bin"]
-    assert "pretrained hero" in g.waiting["sy"] and "0 of 5" in g.waiting["sy"]
-    assert "hero.base_model" in g.waiting["sy"]
+    assert g.waiting["sy"].startswith("unlocks at BIN level 1 (now 0).") and "4,422" in g.waiting["sy"]
     # It is neither evaluated nor planned for.
     asked = []
     rows = g.evaluate(lambda prompts, max_new_tokens=None: asked.extend(prompts) or ["" for _ in prompts], 1)
     assert [r["skill"] for r in rows] == ["bin"]
     assert g.plan()[1]["skill"] == "bin"
-    # A pretrained hero (base_model or preset), or guild.train_unready, schedules it.
-    assert guild_for(realm, hero={"base_model": "/models/any"}).scheduled == ["bin", "sy"]
-    assert guild_for(realm, hero={"preset": "qwen3-0.6b"}).scheduled == ["bin", "sy"]
+    # The same guild object sees the level-up: SY is scheduled from then on, and probed first.
+    _master(realm, "bin", 1)
+    assert g.scheduled == ["bin", "sy"] and g.waiting == {}
+    assert g.plan()[1]["skill"] == "sy"
+    # guild.train_unready schedules it at once; a prerequisite that is not active does not hold it.
+    _master(realm, "bin", 0)
     assert guild_for(realm, train_unready=True).scheduled == ["bin", "sy"]
-    # Nothing to schedule at all: planning says which skills wait and why.
-    only_sy = guild_for(realm, skills=("sy",))
+    assert guild_for(realm, skills=("sy",)).scheduled == ["sy"]
+
+
+def test_a_skill_that_needs_a_pretrained_hero_waits_for_dio(realm):
+    from dataclasses import replace as dc_replace
+
+    spec = dc_replace(load_skill("sy"), needs_pretrained=True, needs_skills=(), needs_why="It needs English.")
+    cfg = realm.config
+    why = ready_for(spec, cfg.guild, cfg.hero)
+    assert why.startswith("waiting for a pretrained hero: It needs English.") and "hero.base_model" in why
+    assert ready_for(spec, cfg.guild, replace(cfg.hero, base_model="/models/any")) is None
+    assert ready_for(spec, cfg.guild, replace(cfg.hero, preset="qwen3-0.6b")) is None
+    assert ready_for(spec, replace(cfg.guild, train_unready=True), cfg.hero) is None
+
+
+def test_planning_with_every_skill_waiting_says_which_and_why(realm):
+    from dataclasses import replace as dc_replace
+
+    assert guild_for(realm, skills=("sy",)).plan()[1]["skill"] == "sy"  # BIN is not active: no hold
+    g = guild_for(realm)
+    g.specs["bin"] = dc_replace(g.specs["bin"], needs_skills=(("sy", 1),))  # a tree that never unlocks
     try:
-        only_sy.plan()
+        g.plan()
     except ValueError as exc:
-        assert "sy: waiting for a pretrained hero" in str(exc)
+        assert "sy: unlocks at BIN level 1" in str(exc) and "bin: unlocks at SY level 1" in str(exc)
     else:
         raise AssertionError("planning with every skill waiting must fail with the reason")
 
@@ -49,8 +78,8 @@ def test_skill_cards_say_why_a_skill_waits(realm):
     cards = {c["id"]: c for c in skill_cards(realm.store, realm.config.guild, realm.config.hero)}
     assert cards["bin"]["waiting"] is None and cards["bin"]["active"]
     assert cards["sy"]["waiting"] == ready_for(load_skill("sy"), realm.config.guild, realm.config.hero)
-    pretrained = replace(realm.config.hero, base_model="/models/any")
-    assert {c["id"]: c["waiting"] for c in skill_cards(realm.store, realm.config.guild, pretrained)}[
+    _master(realm, "bin", 1)
+    assert {c["id"]: c["waiting"] for c in skill_cards(realm.store, realm.config.guild, realm.config.hero)}[
         "sy"
     ] is None
 

@@ -16,7 +16,7 @@ WRONG_VALUE = "①⓪①⓪①⓪①⓪①"  # 341: no BIN level-1 problem has t
 
 
 def make_guild(realm, **overrides) -> Guild:
-    overrides.setdefault("train_unready", True)  # SY for DIO: these tests script its answers
+    overrides.setdefault("train_unready", True)  # SY at once: these tests script its answers
     cfg = replace(realm.config, guild=replace(realm.config.guild, **overrides))
     return Guild(realm.home.root, realm.store, realm.events, cfg)
 

@@ -27,6 +27,7 @@ def _card(
     evals: list[dict],
     guild_cfg: GuildConfig,
     hero_cfg: HeroConfig,
+    levels: dict[str, int],
 ) -> dict[str, Any]:
     mastered = int(row["mastered_level"]) if row else 0
     max_level = spec.max_level if spec else None
@@ -56,7 +57,7 @@ def _card(
         "evals": len(evals),
         "active": sid in guild_cfg.skills,
         # Why the guild lists an active skill but neither trains nor evaluates it (None: it does).
-        "waiting": ready_for(spec, guild_cfg, hero_cfg) if spec and sid in guild_cfg.skills else None,
+        "waiting": ready_for(spec, guild_cfg, hero_cfg, levels) if spec and sid in guild_cfg.skills else None,
     }
 
 
@@ -66,8 +67,9 @@ def skill_cards(
     """One card per skill the guild can show: the active ones first, then any other skill file."""
     levels = progression.skill_levels(store)
     hero_cfg = hero_cfg or HeroConfig()
+    mastered = {sid: int(v["mastered_level"]) for sid, v in levels.items()}
     return [
-        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg, hero_cfg)
+        _card(sid, spec, levels.get(sid), progression.eval_history(store, sid), guild_cfg, hero_cfg, mastered)
         for sid, spec in skill_catalog(guild_cfg).items()
     ]
 
