@@ -235,6 +235,7 @@ class Guild:
         ):
             return False
         new = st["mastered_level"] + 1
+        locked = set(self.waiting)
         with self.store.tx() as conn:
             conn.execute(
                 "UPDATE skills SET mastered_level = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')"
@@ -243,6 +244,9 @@ class Guild:
             )
         log.info("skill %s mastered level %d at step %d", skill_id, new, step)
         self.events.emit("skill.level_up", skill=skill_id, level=new, step=step)
+        for unlocked in sorted(locked - set(self.waiting)):  # a skill tree: SY waits for BIN L1
+            log.info("skill %s unlocked by %s level %d", unlocked, skill_id, new)
+            self.events.emit("skill.unlocked", skill=unlocked, by=skill_id, level=new, step=step)
         progression.unlock(self.store, self.events, "first_level_up", skill=skill_id, step=step)
         if new >= 5:
             progression.unlock(self.store, self.events, "skill_level_5", skill=skill_id, step=step)

@@ -154,3 +154,24 @@ def test_an_idle_quest_reviews_another_skill_without_its_evals(realm):
     decision = realm.store.one("SELECT action, inputs FROM planner_decisions ORDER BY id DESC")
     assert json.loads(decision["action"])["review_mix"] == meta["review_mix"]
     assert json.loads(decision["inputs"])["review_share"] == 0.2
+
+
+def test_bin_level_1_through_real_evals_unlocks_sy_and_says_so(realm):
+    """The default guild, real eval sets, a hero that answers BIN with the gold: the level-up that
+    masters BIN L1 emits skill.unlocked for SY, and the next eval scores SY too."""
+    g = guild_for(realm)
+
+    def gold(prompts, max_new_tokens=None):
+        answers = {}
+        for s in g.scheduled:
+            level = g.skill_state(s)["training_level"]
+            answers |= {it["prompt"]: it["expected"] for it in g.eval_set(s, level)}
+        return [answers.get(p, "") for p in prompts]
+
+    for step in (100, 200):
+        assert [r["skill"] for r in g.evaluate(gold, step)] == ["bin"]
+    assert not list(realm.events.since(0, kinds=["skill.unlocked"]))
+    assert [(r["skill"], r["leveled_up"]) for r in g.evaluate(gold, 300)] == [("bin", True)]
+    [ev] = list(realm.events.since(0, kinds=["skill.unlocked"]))
+    assert ev.payload == {"skill": "sy", "by": "bin", "level": 1, "step": 300}
+    assert [r["skill"] for r in g.evaluate(gold, 400)] == ["bin", "sy"]

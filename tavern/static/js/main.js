@@ -68,6 +68,7 @@ const HANDLERS = {
   "quest.priority": () => board.refreshSoon(),
   "eval.done": (p) => { chronicle(`Eval ${p.skill} L${p.level}: ${Math.round(100 * p.accuracy)}%`); refreshSoon(); },
   "skill.level_up": (p) => { toast("Skill level up!", `${String(p.skill).toUpperCase()} reached level ${p.level}`, { kind: "skill", icon: `/static/svg/skill-${p.skill}.svg` }); refreshSoon(); },
+  "skill.unlocked": (p) => { toast("Skill unlocked!", `${String(p.skill).toUpperCase()} joins the training (${String(p.by).toUpperCase()} reached level ${p.level})`, { kind: "skill", icon: `/static/svg/skill-${p.skill}.svg` }); refreshSoon(); },
   "hero.level_up": (p) => { toast("Level up!", `${state.hero.name} reached level ${p.level}`, { kind: "hero" }); refreshSoon(); },
   "achievement.unlocked": (p) => { toast("Achievement unlocked", `${p.name}: ${p.description}`); refreshSoon(); },
   "trainer.error": (p) => { toast("Trainer error", p.message || "the trainer reported an error", { kind: "bad" }); refreshSoon(); },
