@@ -152,9 +152,19 @@ def test_page_loads_without_console_errors(page, realm_home):
     open_tavern(page)
     assert page.text_content("#hero-name") == "DIO"
     assert page.locator(".skill").count() >= 2
-    # SY is an active skill that unlocks at BIN level 1: listed, not scheduled yet, and the card says why.
-    assert "unlocks at BIN level 1" in page.text_content("#skills [data-waiting='sy']")
-    assert page.locator("#skills [data-waiting='bin']").count() == 0
+    # SY unlocks at BIN level 1; this home's BIN is at level 2, so neither card waits.
+    assert page.locator("#skills [data-waiting]").count() == 0
+    # With BIN back at 0, SY is listed but not scheduled, and its card says why.
+    with realm_home.store.tx() as conn:
+        conn.execute("UPDATE skills SET mastered_level = 0 WHERE id = 'bin'")
+    try:
+        open_tavern(page)
+        assert "unlocks at BIN level 1 (now 0)" in page.text_content("#skills [data-waiting='sy']")
+        assert page.locator("#skills [data-waiting='bin']").count() == 0
+    finally:
+        with realm_home.store.tx() as conn:
+            conn.execute("UPDATE skills SET mastered_level = 2 WHERE id = 'bin'")
+    open_tavern(page)
     assert page.locator("#achievements .achv").count() == realm_home.store.scalar(
         "SELECT count(*) FROM achievements"
     )
