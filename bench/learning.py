@@ -127,7 +127,8 @@ def _precision(home: Path) -> str | None:
     for marker in ("training precision on CPU: ", "(precision "):
         for line in reversed(lines):
             if marker in line:
-                found = line.split(marker, 1)[1].rstrip(")")
+                found = line.split(marker, 1)[1]
+                found = found.removesuffix(")") if marker.startswith("(") else found
                 return "fp32" if found == "no" else found
     return None
 
