@@ -294,9 +294,8 @@ def file_bytes(ref: str):
     if Path(loc.path).is_absolute():
         # A folder the keeper registered outside its home (the hero's base model, vault/deps.py): the
         # catalog's own path is the root, and the requested name still may not leave it.
-        root, relpath = Path(loc.path), safe_relpath(rel) if a.is_dir else None
-        if relpath is None:
-            root, relpath = root.parent, root.name
+        held = Path(loc.path)
+        root, relpath = (held, safe_relpath(rel)) if a.is_dir else (held.parent, held.name)
     else:
         root = k.realm.home.root
         relpath = f"{loc.path}/{safe_relpath(rel)}" if a.is_dir else loc.path

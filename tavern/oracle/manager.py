@@ -323,14 +323,8 @@ class ModelManager:
 
     def _load_base_model(self, target: Target) -> Loaded:
         """A base model folder served as itself, on the shared Base its adapters use (one copy)."""
+        tokenizer = self.tokenizers.get(target.path)  # first: nothing to undo if it fails
         base = self._base_for(target.path)  # counts this load in base.pending
-        try:
-            tokenizer = self.tokenizers.get(target.path)
-        except Exception:
-            with self._cv:
-                base.pending -= 1
-                self._maybe_free_base(base)
-            raise
         with self._cv:
             base.itself = target.name
         arch = f"adapter:{base.key}"  # never swapped over by a full checkpoint
